@@ -1,0 +1,167 @@
+//! Shared helpers for the integration tests: temporary directories, the gantry binary, and the
+//! real parts the tests talk to (registries, base-image fixtures).
+
+#![allow(dead_code)]
+
+pub mod faultproxy;
+pub mod fixtures;
+pub mod registry;
+pub mod servers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The gantry binary under test.
+pub fn gantry_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gantry"))
+}
+
+/// A `gantry` command with a clean environment for registry credentials, so that the machine's
+/// own docker config never leaks into a test.
+/// It runs in `home`, as a CI job runs in its checkout: kaniko (and gantry) look for the
+/// Dockerfile in the working directory before the context, and the repository's own Dockerfile
+/// must not be found by accident.
+pub fn gantry(home: &Path) -> Command {
+    std::fs::create_dir_all(home).unwrap();
+    let mut cmd = Command::new(gantry_bin());
+    cmd.current_dir(home)
+        .env("HOME", home)
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("CI", "true")
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs a command and returns its output, failing the test with both streams if it could not
+/// start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout, showing stderr on failure.
+#[track_caller]
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "command failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Asserts failure and returns stderr.
+#[track_caller]
+pub fn fails(o: Output) -> String {
+    assert!(
+        !o.status.success(),
+        "command unexpectedly succeeded\nstdout:\n{}\nstderr:\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stderr(&o)
+}
+
+/// Writes files into a directory: `(relative path, content)`.
+pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
+    for (rel, content) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+    }
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// `skopeo inspect` of an image, as JSON (`--config` when `config` is true).
+pub fn skopeo_inspect(image: &str, config: bool, extra: &[&str]) -> serde_json::Value {
+    let mut cmd = Command::new("skopeo");
+    cmd.arg("inspect");
+    if config {
+        cmd.arg("--config");
+    }
+    cmd.args(extra).arg(image);
+    let out = ok(run(&mut cmd));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("skopeo output is not JSON: {e}\n{out}"))
+}
+
+/// `skopeo inspect --raw`, as bytes.
+pub fn skopeo_raw(image: &str, extra: &[&str]) -> Vec<u8> {
+    let out = run(Command::new("skopeo")
+        .arg("inspect")
+        .arg("--raw")
+        .args(extra)
+        .arg(image));
+    assert!(
+        out.status.success(),
+        "skopeo inspect --raw {image} failed: {}",
+        stderr(&out)
+    );
+    out.stdout
+}
+
+/// Unpacks an image from an OCI layout with umoci and returns the rootfs path. Needs root to
+/// keep owners; without root umoci runs rootless and owners are mapped.
+pub fn umoci_unpack(layout: &Path, tag: &str, dest: &Path) -> PathBuf {
+    let mut cmd = Command::new("umoci");
+    cmd.arg("unpack");
+    if !is_root() {
+        cmd.arg("--rootless");
+    }
+    cmd.arg("--image")
+        .arg(format!("{}:{tag}", layout.display()))
+        .arg(dest);
+    ok(run(&mut cmd));
+    dest.join("rootfs")
+}
+
+/// Copies an image from a registry into an OCI layout with skopeo (plain HTTP registry).
+pub fn skopeo_to_layout(image: &str, layout: &Path, tag: &str, extra: &[&str]) {
+    ok(run(Command::new("skopeo")
+        .arg("copy")
+        .args(extra)
+        .arg(image)
+        .arg(format!("oci:{}:{tag}", layout.display()))));
+}
+
+/// Runs a command in an image with podman (vfs storage in a private directory, no network).
+pub fn podman_run(storage: &Path, image: &str, cmd: &[&str]) -> Output {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(storage.join("root"))
+        .arg("--runroot")
+        .arg(storage.join("runroot"))
+        .args([
+            "--storage-driver",
+            "vfs",
+            "--runtime",
+            "runc",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "none",
+        ])
+        .args(["run", "--rm", "--tls-verify=false", "--network", "none"])
+        .args([
+            "--ulimit",
+            "nofile=20000:20000",
+            "--ulimit",
+            "nproc=4096:4096",
+        ])
+        .arg(image)
+        .args(cmd);
+    run(&mut c)
+}
