@@ -405,7 +405,10 @@ fn example_gitlab_pipeline_runs_under_gitlab_ci_local() {
     cmd.current_dir(&project)
         .env("PATH", path_with(&[&gantry_dir]))
         .env("HOME", tmp.path())
-        .args(["--force-shell-executor", "--no-color"])
+        // Each job in its own copy of the project, as on real runners: without
+        // `--shell-isolation` the two matrix jobs share one directory and race on `gantry.env`,
+        // so one job's dotenv report overwrites the other's.
+        .args(["--force-shell-executor", "--shell-isolation", "--no-color"])
         // gitlab-ci-local says GITLAB_CI=false (it is not GitLab); the jobs need GitLab's view.
         .args(["--variable", "GITLAB_CI=true"])
         .args(["--variable", &format!("CI_REGISTRY={}", reg.addr)])
