@@ -4,10 +4,11 @@
 //! the version variables of `semver`/`pep440` patterns (`{{raw}}`, `{{version}}`, `{{major}}`, …).
 //!
 //! Only `{{name args… key=value…}}` calls exist: no blocks, no partials. An unknown name is an
-//! error naming it (handlebars would render it empty, hiding a typo). Time zones come from jiff's
-//! bundled IANA database, so results do not depend on the host's tzdata.
+//! error naming it (handlebars would render it empty, hiding a typo), and so is an attribute of
+//! `date` other than `tz` (metadata-action throws on those too). Formats are moment.js's
+//! ([`crate::ci::moment`]); time zones come from jiff's bundled IANA database, so results do not
+//! depend on the host's tzdata.
 
-use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use crate::ci::Pipeline;
@@ -26,6 +27,12 @@ pub enum ExprError {
     MissingFormat { template: String, name: String },
     #[error("`{template}`: unknown time zone `{zone}`\nhint: use an IANA name such as `Europe/Paris` or `UTC`")]
     UnknownZone { template: String, zone: String },
+    #[error("`{template}`: `{name}` takes one format and `tz=`, not `{extra}`\nhint: write e.g. `{{{{{name} 'YYYYMMDD' tz='Europe/Paris'}}}}`")]
+    DateArguments {
+        template: String,
+        name: String,
+        extra: String,
+    },
 }
 
 /// One `{{…}}` call: the name, positional arguments, and `key=value` arguments.
@@ -158,13 +165,27 @@ impl Globals<'_> {
             template: template.to_string(),
             name: call.name.clone(),
         })?;
+        let extra = call.args.get(1).cloned().or_else(|| {
+            call.hash
+                .iter()
+                .find(|(k, _)| k != "tz")
+                .map(|(k, v)| format!("{k}={v}"))
+        });
+        if let Some(extra) = extra {
+            return Err(ExprError::DateArguments {
+                template: template.to_string(),
+                name: call.name.clone(),
+                extra,
+            });
+        }
         let zone = call
             .hash
             .iter()
+            .rev()
             .find(|(k, _)| k == "tz")
             .map(|(_, v)| v.as_str())
             .unwrap_or("UTC");
-        format_moment(at, fmt, zone).ok_or_else(|| ExprError::UnknownZone {
+        crate::ci::moment::format(at, fmt, zone).ok_or_else(|| ExprError::UnknownZone {
             template: template.to_string(),
             zone: zone.to_string(),
         })
@@ -176,156 +197,12 @@ impl Globals<'_> {
     }
 }
 
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-const DAYS: [&str; 7] = [
-    "Sunday",
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-];
-
-/// moment.js tokens, longest first so that `YYYY` wins over `YY`.
-const TOKENS: &[&str] = &[
-    "YYYY", "GGGG", "MMMM", "DDDD", "dddd", "SSS", "MMM", "DDD", "ddd", "YY", "MM", "Do", "DD",
-    "dd", "HH", "hh", "kk", "mm", "ss", "SS", "ZZ", "WW", "Q", "M", "D", "d", "E", "H", "h", "k",
-    "m", "s", "S", "A", "a", "Z", "X", "x", "W",
-];
-
-fn ordinal(n: i64) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
-}
-
-/// Formats `at` in `zone` with a moment.js format string (`[text]` is literal). `None` for an
-/// unknown zone.
-pub fn format_moment(at: Timestamp, fmt: &str, zone: &str) -> Option<String> {
-    let tz = TimeZone::get(zone).ok()?;
-    let z = at.to_zoned(tz);
-    let offset_secs = z.offset().seconds();
-    let (sign, abs) = if offset_secs < 0 {
-        ('-', -offset_secs)
-    } else {
-        ('+', offset_secs)
-    };
-    let (oh, om) = (abs / 3600, (abs % 3600) / 60);
-    let weekday0 = i64::from(z.weekday().to_sunday_zero_offset());
-    let iso = z.date().iso_week_date();
-    let hour = i64::from(z.hour());
-    let h12 = if hour % 12 == 0 { 12 } else { hour % 12 };
-    let mut out = String::new();
-    let mut rest = fmt;
-    while !rest.is_empty() {
-        if let Some(lit) = rest.strip_prefix('[') {
-            if let Some(end) = lit.find(']') {
-                out.push_str(&lit[..end]);
-                rest = &lit[end + 1..];
-                continue;
-            }
-        }
-        let Some(tok) = TOKENS.iter().find(|t| rest.starts_with(**t)) else {
-            let c = rest.chars().next().unwrap_or(' ');
-            out.push(c);
-            rest = &rest[c.len_utf8()..];
-            continue;
-        };
-        let v = match *tok {
-            "YYYY" => format!("{:04}", z.year()),
-            "GGGG" => format!("{:04}", iso.year()),
-            "YY" => format!("{:02}", z.year().rem_euclid(100)),
-            "Q" => ((z.month() - 1) / 3 + 1).to_string(),
-            "MMMM" => MONTHS[(z.month() - 1) as usize].to_string(),
-            "MMM" => MONTHS[(z.month() - 1) as usize][..3].to_string(),
-            "MM" => format!("{:02}", z.month()),
-            "M" => z.month().to_string(),
-            "DDDD" => format!("{:03}", z.day_of_year()),
-            "DDD" => z.day_of_year().to_string(),
-            "Do" => ordinal(i64::from(z.day())),
-            "DD" => format!("{:02}", z.day()),
-            "D" => z.day().to_string(),
-            "dddd" => DAYS[weekday0 as usize].to_string(),
-            "ddd" => DAYS[weekday0 as usize][..3].to_string(),
-            "dd" => DAYS[weekday0 as usize][..2].to_string(),
-            "d" => weekday0.to_string(),
-            "E" => z.weekday().to_monday_one_offset().to_string(),
-            "WW" => format!("{:02}", iso.week()),
-            "W" => iso.week().to_string(),
-            "HH" => format!("{hour:02}"),
-            "H" => hour.to_string(),
-            "hh" => format!("{h12:02}"),
-            "h" => h12.to_string(),
-            "kk" => format!("{:02}", if hour == 0 { 24 } else { hour }),
-            "k" => (if hour == 0 { 24 } else { hour }).to_string(),
-            "mm" => format!("{:02}", z.minute()),
-            "m" => z.minute().to_string(),
-            "ss" => format!("{:02}", z.second()),
-            "s" => z.second().to_string(),
-            "SSS" => format!("{:03}", z.millisecond()),
-            "SS" => format!("{:02}", z.millisecond() / 10),
-            "S" => (z.millisecond() / 100).to_string(),
-            "A" => (if hour < 12 { "AM" } else { "PM" }).to_string(),
-            "a" => (if hour < 12 { "am" } else { "pm" }).to_string(),
-            "ZZ" => format!("{sign}{oh:02}{om:02}"),
-            "Z" => format!("{sign}{oh:02}:{om:02}"),
-            "X" => at.as_second().to_string(),
-            "x" => at.as_millisecond().to_string(),
-            _ => String::new(),
-        };
-        out.push_str(&v);
-        rest = &rest[tok.len()..];
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn moment_formats() {
-        let t = at("2020-01-10T00:30:00.123Z");
-        assert_eq!(format_moment(t, "YYYYMMDD", "UTC").unwrap(), "20200110");
-        assert_eq!(format_moment(t, "HHmmss", "UTC").unwrap(), "003000");
-        assert_eq!(
-            format_moment(t, "YYYY-MM-DDTHH:mm:ss.SSS[Z]", "UTC").unwrap(),
-            "2020-01-10T00:30:00.123Z"
-        );
-        // metadata-action's README example: nightly in Tokyo time.
-        assert_eq!(
-            format_moment(t, "YYYYMMDD-hhmmss", "Asia/Tokyo").unwrap(),
-            "20200110-093000"
-        );
-        assert_eq!(
-            format_moment(t, "ddd Do MMM, h A Z", "America/New_York").unwrap(),
-            "Thu 9th Jan, 7 PM -05:00"
-        );
-        assert_eq!(format_moment(t, "X", "UTC").unwrap(), "1578616200");
-        assert!(format_moment(t, "YYYY", "Mars/Base").is_none());
     }
 
     #[test]
@@ -368,5 +245,14 @@ mod tests {
             Err(ExprError::UnknownZone { .. })
         ));
         assert!(matches!(g.render("{{sha"), Err(ExprError::Unclosed { .. })));
+        let e = g
+            .render("{{date 'YYYY' zone='UTC'}}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not `zone=UTC`") && e.contains("hint:"), "{e}");
+        assert!(matches!(
+            g.render("{{commit_date 'YYYY' 'MM'}}"),
+            Err(ExprError::DateArguments { .. })
+        ));
     }
 }

@@ -19,7 +19,7 @@ pub enum LabelError {
 
 /// The label time format: ISO 8601 in UTC with milliseconds, `2020-01-10T00:30:00.000Z`.
 pub fn created(at: Timestamp) -> String {
-    crate::ci::expr::format_moment(at, "YYYY-MM-DDTHH:mm:ss.SSS[Z]", "UTC").unwrap_or_default()
+    crate::ci::moment::format(at, "YYYY-MM-DDTHH:mm:ss.SSS[Z]", "UTC").unwrap_or_default()
 }
 
 /// The default OCI labels plus the user's (`KEY=VALUE`, value may hold `=`), sorted by key.

@@ -16,6 +16,7 @@ pub mod command;
 pub mod expr;
 pub mod git;
 pub mod labels;
+pub mod moment;
 pub mod outputs;
 pub mod pipeline;
 pub mod rules;

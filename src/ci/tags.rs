@@ -305,26 +305,31 @@ impl Run<'_> {
                 group,
                 value,
             } => {
+                // Unlike semver and pep440, metadata-action matches the tag name as it is: a
+                // pattern may spell out a `/` of the tag (`release/v(\d+)`).
                 let Some(input) = self.version_input(rule, value)? else {
                     return Ok(());
                 };
-                let input = input.replace('/', "-");
                 let re = rules::compile_match(pattern).map_err(|x| RuleError {
                     kind: "tag",
                     rule: rule.source.clone(),
                     problem: format!("`pattern` is not a valid regular expression: {x}"),
                     hint: "write a regular expression, optionally as `/re/flags`".into(),
                 })?;
-                let found = re
-                    .captures(&input)
-                    .and_then(|c| c.get(*group).map(|m| m.as_str().to_string()));
-                match found.filter(|m| !m.is_empty()) {
+                let Some(captures) = re.captures(&input) else {
+                    self.warnings.push(format!(
+                        "tag rule `{}`: `{pattern}` does not match `{input}`; no tag",
+                        rule.source
+                    ));
+                    return Ok(());
+                };
+                match captures.get(*group) {
                     Some(m) => {
-                        let val = self.set_value(rule, &m)?;
+                        let val = self.set_value(rule, m.as_str())?;
                         self.set_version(v, &val, true);
                     }
                     None => self.warnings.push(format!(
-                        "tag rule `{}`: group {group} of `{pattern}` does not match `{input}`; no tag",
+                        "tag rule `{}`: group {group} of `{pattern}` does not exist or takes no part in matching `{input}`; no tag",
                         rule.source
                     )),
                 }

@@ -425,6 +425,74 @@ fn github_tag_push() {
             &[],
             &["1", "latest"]
         ),
+        // metadata-action matches the raw tag name: the `/` stays for the pattern to see,
+        // and only the result is sanitized.
+        case!(
+            "match sees the slash",
+            t("refs/tags/release/v1.2.3"),
+            &[r"type=match,pattern=release/v(\d+\.\d+),group=1"],
+            &[],
+            &["1.2", "latest"]
+        ),
+        case!(
+            "match result with a slash is sanitized",
+            t("refs/tags/release/v1.2.3"),
+            &[r"type=match,pattern=^release/v\d+"],
+            &[],
+            &["release-v1", "latest"]
+        ),
+        case!(
+            "match value keeps its slash",
+            t("refs/tags/v1.1.1"),
+            &[r"type=match,pattern=a/(\w+),group=1,value=a/b"],
+            &[],
+            &["b", "latest"]
+        ),
+        // semver (unlike match) turns `/` into `-` first: `v1.2.3/x` is the prerelease
+        // `v1.2.3-x`, and `{{raw}}` is the replaced text.
+        case!(
+            "semver sees dashes",
+            t("refs/tags/v1.2.3/x"),
+            &["type=semver,pattern={{raw}}"],
+            &[],
+            &["v1.2.3-x"]
+        ),
+        case!(
+            "semver after match and slash",
+            t("refs/tags/app/1.2.3-rc/1"),
+            &["type=semver,pattern={{version}},match=^app/(.*)$"],
+            &[],
+            &["1.2.3-rc-1"]
+        ),
+        // npm's strict `semver.valid`: one optional `v`, nothing else before the version.
+        case!(
+            "semver strict equals",
+            t("refs/tags/=1.2.3"),
+            &["type=semver,pattern={{version}}"],
+            &[],
+            &[]
+        ),
+        case!(
+            "semver strict vv",
+            t("refs/tags/vv1.2.3"),
+            &["type=semver,pattern={{version}}"],
+            &[],
+            &[]
+        ),
+        case!(
+            "semver strict capital V",
+            t("refs/tags/V1.2.3"),
+            &["type=semver,pattern={{version}}", "type=ref,event=tag"],
+            &[],
+            &["V1.2.3", "latest"]
+        ),
+        case!(
+            "semver strict space",
+            t("refs/tags/v1.1.1"),
+            &["type=semver,pattern={{version}},value=v 1.2.3"],
+            &[],
+            &[]
+        ),
         case!(
             "match no group",
             t("refs/tags/v1.1.1"),

@@ -26,23 +26,42 @@ impl SemVer {
     }
 }
 
+/// npm semver's `FULL` expression: an optional single `v`, then `major.minor.patch`, an optional
+/// `-prerelease` and an optional `+build` (no leading zeros in numeric identifiers).
 static SEMVER: LazyLock<Regex> = LazyLock::new(|| {
     let num = r"0|[1-9]\d*";
     let pre_id = r"(?:0|[1-9]\d*|\d*[a-zA-Z-][a-zA-Z0-9-]*)";
     Regex::new(&format!(
-        r"^[v=\s]*({num})\.({num})\.({num})(?:-({pre_id}(?:\.{pre_id})*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+        r"^v?({num})\.({num})\.({num})(?:-({pre_id}(?:\.{pre_id})*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
     ))
     .unwrap_or_else(|_| unreachable!("constant regex"))
 });
 
-/// Parses like npm's `semver.parse` in strict mode: a leading `v` or `=` is allowed.
+/// npm semver's `MAX_LENGTH`: longer strings are never versions.
+const SEMVER_MAX_LENGTH: usize = 256;
+/// JavaScript's `Number.MAX_SAFE_INTEGER`: npm refuses larger major, minor or patch numbers.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// Parses as metadata-action does: `semver.valid` (strict) decides whether the string is a
+/// version at all - trimmed, then the `FULL` expression above, so `=1.2.3`, `vv1.2.3`, `V1.2.3`
+/// and `v 1.2.3` are not - and the parts come from the loose parse that follows it, which for a
+/// strictly valid string gives the same numbers. `raw` keeps the string as given.
 pub fn parse_semver(raw: &str) -> Option<SemVer> {
+    if raw.len() > SEMVER_MAX_LENGTH {
+        return None;
+    }
     let c = SEMVER.captures(raw.trim())?;
+    let safe = |i: usize| {
+        c[i].parse::<u64>()
+            .ok()
+            .filter(|n| *n <= MAX_SAFE_INTEGER)
+            .map(|_| c[i].to_string())
+    };
     Some(SemVer {
         raw: raw.to_string(),
-        major: c[1].to_string(),
-        minor: c[2].to_string(),
-        patch: c[3].to_string(),
+        major: safe(1)?,
+        minor: safe(2)?,
+        patch: safe(3)?,
         prerelease: c.get(4).map(|m| m.as_str().to_string()),
     })
 }
@@ -157,9 +176,42 @@ mod tests {
         assert_eq!(v.version(), "2.0.8-beta.67");
         assert_eq!(v.prerelease.as_deref(), Some("beta.67"));
         assert_eq!(parse_semver("1.2.3+build.5").unwrap().version(), "1.2.3");
-        for bad in ["1.2", "v1", "01.2.3", "1.2.3-01", "foo", "release1"] {
+        // npm's strict `valid` trims the string first.
+        assert_eq!(parse_semver(" v1.2.3\n").unwrap().version(), "1.2.3");
+        assert_eq!(
+            parse_semver("0.0.0-0").unwrap().prerelease.as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            parse_semver("1.2.3-rc.1+build.5").unwrap().version(),
+            "1.2.3-rc.1"
+        );
+        let long_ok = format!("1.2.3-{}", "a".repeat(250));
+        assert_eq!(long_ok.len(), 256);
+        assert!(parse_semver(&long_ok).is_some());
+        for bad in [
+            "1.2",
+            "v1",
+            "01.2.3",
+            "1.2.3-01",
+            "foo",
+            "release1",
+            // Accepted only by npm's loose parse, never by `semver.valid`:
+            "=1.2.3",
+            "vv1.2.3",
+            "v 1.2.3",
+            "V1.2.3",
+            "v=1.2.3",
+            "1.2.3-",
+            "1.2.3+",
+            "1.2.3.4",
+            "9007199254740992.0.0",
+        ] {
             assert!(parse_semver(bad).is_none(), "{bad}");
         }
+        assert!(parse_semver("9007199254740991.0.0").is_some());
+        let too_long = format!("1.2.3-{}", "a".repeat(251));
+        assert!(parse_semver(&too_long).is_none());
     }
 
     #[test]
