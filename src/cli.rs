@@ -746,7 +746,8 @@ pub struct CiBuildArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
     pub push_by_digest: bool,
 
-    /// Per-architecture tag template: `{{tag}}` (the main tag), `{{arch}}`, `{{variant}}`, `{{os}}`.
+    /// Per-architecture tag template: `{{tag}}` (the main tag), `{{arch}}`, `{{variant}}` (empty
+    /// for arm64/v8, the canonical arm64), `{{os}}`.
     #[arg(
         long,
         default_value = "{{tag}}-{{arch}}{{variant}}",
@@ -794,7 +795,7 @@ pub struct CiManifestArgs {
     pub ignore_missing: bool,
 
     /// Per-architecture tag template, as given to `ci build --per-arch`: `{{tag}}` (the main
-    /// tag), `{{arch}}`, `{{variant}}`, `{{os}}`.
+    /// tag), `{{arch}}`, `{{variant}}` (empty for arm64/v8, the canonical arm64), `{{os}}`.
     #[arg(
         long,
         default_value = "{{tag}}-{{arch}}{{variant}}",

@@ -28,16 +28,28 @@ use crate::image::Platform;
 use crate::registry::{Client, Credential, Reference};
 use crate::settings::{self, BuildSettings};
 
+/// The variant as a per-architecture tag shows it: empty when the platform has none or when it
+/// is the architecture's canonical one (`arm64` is `arm64/v8`, as containerd normalises it), so
+/// `ci build --custom-platform linux/arm64/v8` and `ci manifest --platforms linux/arm64` agree
+/// on `…-arm64`. Other variants stay, so that no two platforms share a tag.
+fn tag_variant(platform: &Platform) -> &str {
+    match (platform.architecture.as_str(), platform.variant.as_deref()) {
+        ("arm64", Some("v8")) | (_, None) => "",
+        (_, Some(v)) => v,
+    }
+}
+
 /// The per-architecture tag: `template` with `{{tag}}` (the main tag), `{{os}}`, `{{arch}}` and
-/// `{{variant}}` (empty without one), sanitized like any tag. `v1.2.3` on linux/arm/v7 with the
-/// default template gives `v1.2.3-armv7`.
+/// `{{variant}}` ([`tag_variant`]), sanitized like any tag. With the default template
+/// `{{tag}}-{{arch}}{{variant}}`, `v1.2.3` gives `v1.2.3-amd64`, `v1.2.3-arm64` (for
+/// linux/arm64 and linux/arm64/v8), `v1.2.3-armv7` and `v1.2.3-armv6`.
 pub fn per_arch_tag(template: &str, main: &str, platform: &Platform) -> Result<String> {
     let rendered = expr::render(template, "`tag`, `os`, `arch`, `variant`", &|c| {
         Ok(match c.name.as_str() {
             "tag" => Some(main.to_string()),
             "os" => Some(platform.os.clone()),
             "arch" => Some(platform.architecture.clone()),
-            "variant" => Some(platform.variant.clone().unwrap_or_default()),
+            "variant" => Some(tag_variant(platform).to_string()),
             _ => None,
         })
     })
@@ -283,16 +295,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn per_arch_tags() {
-        let arm = Platform::parse("linux/arm/v7").unwrap();
-        let arm64 = Platform::parse("linux/arm64").unwrap();
+    fn per_arch_tags_name_the_architecture_and_arm_variant() {
         let t = "{{tag}}-{{arch}}{{variant}}";
-        assert_eq!(per_arch_tag(t, "v1.2.3", &arm).unwrap(), "v1.2.3-armv7");
-        assert_eq!(per_arch_tag(t, "v1.2.3", &arm64).unwrap(), "v1.2.3-arm64");
+        let mut failures = Vec::new();
+        for (platform, want) in [
+            ("linux/amd64", "v1.2.3-amd64"),
+            ("linux/x86_64", "v1.2.3-amd64"),
+            ("linux/arm64", "v1.2.3-arm64"),
+            ("linux/arm64/v8", "v1.2.3-arm64"),
+            ("linux/aarch64", "v1.2.3-arm64"),
+            ("linux/arm/v7", "v1.2.3-armv7"),
+            ("linux/arm", "v1.2.3-armv7"),
+            ("linux/arm/v6", "v1.2.3-armv6"),
+            ("linux/arm/v5", "v1.2.3-armv5"),
+            ("linux/386", "v1.2.3-386"),
+            ("linux/s390x", "v1.2.3-s390x"),
+            ("linux/ppc64le", "v1.2.3-ppc64le"),
+            ("linux/riscv64", "v1.2.3-riscv64"),
+            // Not canonical, kept so that it cannot overwrite linux/amd64's tag.
+            ("linux/amd64/v3", "v1.2.3-amd64v3"),
+        ] {
+            let p = Platform::parse(platform).unwrap();
+            let got = per_arch_tag(t, "v1.2.3", &p).unwrap();
+            if got != want {
+                failures.push(format!("{platform}: got {got}, want {want}"));
+            }
+        }
+        assert!(failures.is_empty(), "{failures:#?}");
+        let arm64 = Platform::parse("linux/arm64/v8").unwrap();
         assert_eq!(
-            per_arch_tag("{{os}}_{{arch}}", "x", &arm64).unwrap(),
-            "linux_arm64"
+            per_arch_tag("{{os}}_{{arch}}_{{variant}}", "x", &arm64).unwrap(),
+            "linux_arm64_"
         );
         assert!(per_arch_tag("{{nope}}", "x", &arm64).is_err());
+    }
+
+    #[test]
+    fn ci_manifest_looks_for_the_tag_ci_build_pushed() {
+        // `ci build --per-arch --custom-platform X` pushes per_arch_tag(X); `ci manifest
+        // --platforms Y` plans per_arch_tag(Y) as the source: the spellings of one platform agree.
+        let meta = crate::ci::Metadata {
+            version: "v1".into(),
+            tag_names: vec!["v1".into()],
+            images: vec!["r.example/app".into()],
+            tags: vec!["r.example/app:v1".into()],
+            warnings: vec![],
+        };
+        let t = "{{tag}}-{{arch}}{{variant}}";
+        for (built, stitched) in [
+            ("linux/arm64/v8", "linux/arm64"),
+            ("linux/arm64", "linux/arm64/v8"),
+            ("linux/arm/v7", "linux/arm"),
+            ("linux/amd64", "linux/x86_64"),
+        ] {
+            let pushed = per_arch_tag(t, "v1", &Platform::parse(built).unwrap()).unwrap();
+            let platforms = ci_manifest::parse_platforms(&[stitched.to_string()]).unwrap();
+            let plans = ci_manifest::plan(&meta, &platforms, t).unwrap();
+            assert_eq!(
+                plans[0].spec.manifests[0].image,
+                format!("r.example/app:{pushed}"),
+                "{built} vs {stitched}"
+            );
+        }
     }
 }

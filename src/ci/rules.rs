@@ -82,6 +82,9 @@ pub struct TagRule {
     pub suffix: Option<String>,
     /// The rule as written, for messages.
     pub source: String,
+    /// A default or preset rule rather than one the user wrote: it is not warned about when it
+    /// gives no tag.
+    pub implicit: bool,
 }
 
 impl TagRule {
@@ -123,7 +126,14 @@ pub fn preset_latest_tag_sha(pipeline: &crate::ci::Pipeline) -> (Vec<TagRule>, F
         latest: Latest::False,
         ..Flavor::default()
     };
-    (parse_tag(rule).into_iter().collect(), flavor)
+    let rules = parse_tag(rule)
+        .into_iter()
+        .map(|r| TagRule {
+            implicit: true,
+            ..r
+        })
+        .collect();
+    (rules, flavor)
 }
 
 /// Splits repeatable flag values that may each hold a newline-separated list into entries:
@@ -329,6 +339,7 @@ pub fn parse_tag(entry: &str) -> Result<TagRule, RuleError> {
         prefix,
         suffix,
         source: entry.to_string(),
+        implicit: false,
     })
 }
 
@@ -355,7 +366,15 @@ pub fn compile_match(pattern: &str) -> Result<regex::Regex, regex::Error> {
 /// Parses every tag rule; with none, metadata-action's defaults.
 pub fn parse_tags(entries: &[String]) -> Result<Vec<TagRule>, RuleError> {
     if entries.is_empty() {
-        return DEFAULT_TAG_RULES.iter().map(|r| parse_tag(r)).collect();
+        return DEFAULT_TAG_RULES
+            .iter()
+            .map(|r| {
+                parse_tag(r).map(|r| TagRule {
+                    implicit: true,
+                    ..r
+                })
+            })
+            .collect();
     }
     entries.iter().map(|r| parse_tag(r)).collect()
 }

@@ -5,12 +5,15 @@
 //! flavor's), is sanitized, and becomes the main version or a partial one. Only the first
 //! contributing rule decides `latest`. Each image then gets `main`, the partials, and `latest`.
 //!
-//! Two deliberate differences from metadata-action, both reported as warnings:
+//! Deliberate differences from metadata-action, each reported as a warning:
 //! - [`fix_for_docker`]: a tag Docker rejects (starting with `.` or `-`, longer than 128
 //!   characters) loses its leading `.`/`-` characters and is cut to 128 characters; a tag that
 //!   becomes empty is dropped.
 //! - A tag emitted twice for the same image (e.g. `type=raw,value=latest` plus `latest=true`) is
 //!   emitted once.
+//! - A rule the user wrote that gives nothing on this pipeline (`type=edge` on a feature branch,
+//!   `type=ref,event=tag` on a branch) is named in a warning saying why; metadata-action skips
+//!   it silently. The tags are the same either way. The default rules and presets stay quiet.
 
 use jiff::Timestamp;
 
@@ -113,6 +116,66 @@ struct Run<'a> {
     globals: Globals<'a>,
     flavor: &'a Flavor,
     warnings: Vec<String>,
+    /// Whether the rule being applied gave a value (before de-duplication).
+    produced: bool,
+}
+
+/// `the ref `refs/heads/x``, or that there is none.
+fn describe_ref(p: &Pipeline) -> String {
+    if p.git_ref.is_empty() {
+        "there is no git ref".into()
+    } else {
+        format!("the ref `{}`", p.git_ref)
+    }
+}
+
+/// Why an enabled rule gave no value on this pipeline, for the warning that names it.
+/// metadata-action skips such a rule silently; a rule that never applies is usually a typo or a
+/// rule meant for another event, so gantry says so (outputs are unchanged).
+fn why_no_tag(rule: &TagRule, p: &Pipeline) -> String {
+    let needs_tag = |value: &str, what: &str| {
+        if value.is_empty() && p.tag().is_none() {
+            format!(
+                "{} is not a tag and the rule has no `value`",
+                describe_ref(p)
+            )
+        } else {
+            format!("{what} is empty")
+        }
+    };
+    match &rule.kind {
+        TagKind::Schedule { .. } if !p.event.contains("schedule") => {
+            if p.event.is_empty() {
+                "the pipeline has no event name, so it is not a schedule".into()
+            } else {
+                format!("the event is `{}`, not a schedule", p.event)
+            }
+        }
+        TagKind::Schedule { .. } => "its pattern gives an empty tag".into(),
+        TagKind::Semver { value, .. } | TagKind::Pep440 { value, .. } => {
+            needs_tag(value, "the version")
+        }
+        TagKind::Match { value, .. } => needs_tag(value, "the matched text"),
+        TagKind::Edge { branch } => match (p.branch(), branch.is_empty()) {
+            (None, _) => format!("{} is not a branch", describe_ref(p)),
+            (Some(b), false) => format!("the branch `{b}` is not `{branch}`"),
+            (Some(b), true) => match &p.default_branch {
+                Some(d) => format!("the branch `{b}` is not the default branch `{d}`"),
+                None => "the default branch is not known here; name it with `branch=`".into(),
+            },
+        },
+        TagKind::Ref { event } => format!(
+            "{} is not a {}",
+            describe_ref(p),
+            match event {
+                RefEvent::Branch => "branch",
+                RefEvent::Tag => "tag",
+                RefEvent::Pr => "pull request",
+            }
+        ),
+        TagKind::Raw { .. } => "its value is empty here".into(),
+        TagKind::Sha { .. } => "there is no commit SHA".into(),
+    }
 }
 
 impl Run<'_> {
@@ -150,6 +213,7 @@ impl Run<'_> {
         if value.is_empty() {
             return;
         }
+        self.produced = true;
         let (fixed, warning) = fix_for_docker(&sanitize_tag(value));
         self.warnings.extend(warning);
         let Some(value) = fixed else { return };
@@ -389,6 +453,7 @@ pub fn compute(pipeline: &Pipeline, inputs: &Inputs) -> Result<Metadata, TagsErr
         },
         flavor: &inputs.flavor,
         warnings: Vec::new(),
+        produced: false,
     };
     let mut sorted: Vec<&TagRule> = inputs.tags.iter().collect();
     // `sort_by_key` is stable: equal priorities keep their input order, as in JavaScript.
@@ -397,7 +462,18 @@ pub fn compute(pipeline: &Pipeline, inputs: &Inputs) -> Result<Metadata, TagsErr
     for rule in sorted {
         let enabled = run.render(rule, &rule.enable)?;
         match enabled.as_str() {
-            "true" => run.apply(rule, &mut version)?,
+            "true" => {
+                let warned = run.warnings.len();
+                run.produced = false;
+                run.apply(rule, &mut version)?;
+                if !run.produced && run.warnings.len() == warned && !rule.implicit {
+                    run.warnings.push(format!(
+                        "tag rule `{}` gives no tag here: {}",
+                        rule.source,
+                        why_no_tag(rule, pipeline)
+                    ));
+                }
+            }
             "false" => {}
             _ => {
                 return Err(TagsError::Enable {

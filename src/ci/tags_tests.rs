@@ -813,7 +813,10 @@ fn errors_and_warnings() {
     assert!(m.tags.is_empty());
     assert_eq!(
         m.warnings,
-        vec!["no tag was generated: no tag rule applies to this pipeline"]
+        vec![
+            "tag rule `type=ref,event=tag` gives no tag here: the ref `refs/heads/master` is not a tag",
+            "no tag was generated: no tag rule applies to this pipeline"
+        ]
     );
     let m = run(
         &gh("push", "refs/tags/release1", "tag.json", &[]),
@@ -827,4 +830,378 @@ fn errors_and_warnings() {
         "{:?}",
         m.warnings
     );
+}
+
+#[test]
+fn a_user_rule_that_gives_nothing_is_named_in_a_warning_and_changes_no_tag() {
+    let feature = gh("push", "refs/heads/feature/x", "push.json", &[]);
+    let rules = [
+        "type=edge",
+        "type=ref,event=branch",
+        "type=ref,event=tag",
+        "type=edge,branch=dev",
+        "type=raw,value={{tag}}",
+        "type=schedule",
+        "type=semver,pattern={{version}}",
+        "type=match,pattern=x(y?),group=1,value=x",
+    ];
+    let m = run(&feature, &rules, &[], &[]).unwrap();
+    assert_eq!(m.tag_names, ["feature-x"]);
+    assert_eq!(
+        m.warnings,
+        [
+            // In priority order, as the rules are applied.
+            "tag rule `type=schedule` gives no tag here: the event is `push`, not a schedule",
+            "tag rule `type=semver,pattern={{version}}` gives no tag here: the ref `refs/heads/feature/x` is not a tag and the rule has no `value`",
+            "tag rule `type=match,pattern=x(y?),group=1,value=x` gives no tag here: the matched text is empty",
+            "tag rule `type=edge` gives no tag here: the branch `feature/x` is not the default branch `master`",
+            "tag rule `type=edge,branch=dev` gives no tag here: the branch `feature/x` is not `dev`",
+            "tag rule `type=ref,event=tag` gives no tag here: the ref `refs/heads/feature/x` is not a tag",
+            "tag rule `type=raw,value={{tag}}` gives no tag here: its value is empty here",
+        ]
+    );
+    // Without the rules that give nothing, the outputs are the same.
+    let quiet = run(&feature, &["type=ref,event=branch"], &[], &[]).unwrap();
+    assert_eq!(quiet.tags, m.tags);
+    assert!(quiet.warnings.is_empty(), "{:?}", quiet.warnings);
+    // metadata-action's default rules (and the preset) are not warned about: on a branch the
+    // tag, pull request and schedule defaults give nothing by design.
+    let defaults = run(&feature, &[], &[], &[]).unwrap();
+    assert_eq!(defaults.tag_names, ["feature-x"]);
+    assert!(defaults.warnings.is_empty(), "{:?}", defaults.warnings);
+    let (tags, flavor) = rules::preset_latest_tag_sha(&feature);
+    let preset = compute(
+        &feature,
+        &Inputs {
+            images: vec![],
+            tags,
+            flavor,
+            short_sha_length: 7,
+            now: now(),
+        },
+    )
+    .unwrap();
+    assert!(preset.warnings.is_empty(), "{:?}", preset.warnings);
+    // A disabled rule is not "giving nothing": it was switched off.
+    let off = run(&feature, &["type=edge,enable=false", "type=sha"], &[], &[]).unwrap();
+    assert!(off.warnings.is_empty(), "{:?}", off.warnings);
+    // A rule that already warned (an invalid version) is not warned about twice.
+    let bad = run(
+        &gh("push", "refs/tags/release1", "tag.json", &[]),
+        &["type=semver,pattern={{version}}", "type=ref,event=tag"],
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(bad.warnings.len(), 1, "{:?}", bad.warnings);
+    // GitLab: no default branch known and no `branch=`.
+    let gl_no_default = gl(&[
+        ("CI_PIPELINE_SOURCE", "push"),
+        ("CI_COMMIT_BRANCH", "main"),
+        ("CI_DEFAULT_BRANCH", ""),
+    ]);
+    let m = run(&gl_no_default, &["type=edge", "type=sha"], &[], &[]).unwrap();
+    assert_eq!(
+        m.warnings,
+        ["tag rule `type=edge` gives no tag here: the default branch is not known here; name it with `branch=`"]
+    );
+}
+
+/// One rule of every type (and both sha formats), for the event matrix.
+const MATRIX_RULES: [&str; 12] = [
+    "type=schedule",
+    "type=schedule,pattern={{date 'YYYYMMDD'}}",
+    "type=semver,pattern={{version}}",
+    "type=pep440,pattern={{version}}",
+    r"type=match,pattern=\d.\d.\d",
+    "type=edge",
+    "type=ref,event=branch",
+    "type=ref,event=tag",
+    "type=ref,event=pr",
+    "type=raw,value=foo",
+    "type=sha",
+    "type=sha,format=long",
+];
+
+/// A pipeline, what each of [`MATRIX_RULES`] gives on it alone, and what all of them give
+/// together (sorted by priority, de-duplicated, `latest` from the first contributing rule).
+struct MatrixRow {
+    name: &'static str,
+    pipeline: Pipeline,
+    alone: [&'static [&'static str]; 12],
+    together: &'static [&'static str],
+}
+
+const GH_LONG: &str = "sha-860c1904a1ce19322e91ac35af1ab07466440c37";
+const GL_LONG: &str = "sha-0123456789abcdef0123456789abcdef01234567";
+const NONE: &[&str] = &[];
+
+/// Every rule type on every GitHub event fixture and GitLab pipeline kind. The expected values
+/// are worked out from metadata-action's algorithm (ci-reference §1.2-1.4), not from gantry:
+/// schedule needs an event matching `schedule`; semver, pep440 and match need a `refs/tags/`
+/// ref; edge needs `refs/heads/<default branch>`; ref,event=X needs the matching ref kind;
+/// raw and sha always apply; `latest` comes with semver/pep440 finals, match and ref,event=tag.
+#[test]
+fn every_rule_type_on_every_event() {
+    let gh_branch = |event: &str, payload: &str| gh(event, "refs/heads/master", payload, &[]);
+    let gh_tag = |event: &str, payload: &str| gh(event, "refs/tags/v1.1.1", payload, &[]);
+    let branch_row: [&[&str]; 12] = [
+        NONE,
+        NONE,
+        NONE,
+        NONE,
+        NONE,
+        &["edge"],
+        &["master"],
+        NONE,
+        NONE,
+        &["foo"],
+        &["sha-860c190"],
+        &[GH_LONG],
+    ];
+    let branch_all: &[&str] = &["edge", "master", "foo", "sha-860c190", GH_LONG];
+    let tag_row: [&[&str]; 12] = [
+        NONE,
+        NONE,
+        &["1.1.1", "latest"],
+        &["1.1.1", "latest"],
+        &["1.1.1", "latest"],
+        NONE,
+        NONE,
+        &["v1.1.1", "latest"],
+        NONE,
+        &["foo"],
+        &["sha-860c190"],
+        &[GH_LONG],
+    ];
+    let tag_all: &[&str] = &["1.1.1", "v1.1.1", "foo", "sha-860c190", GH_LONG, "latest"];
+    let pr_row: [&[&str]; 12] = [
+        NONE,
+        NONE,
+        NONE,
+        NONE,
+        NONE,
+        NONE,
+        NONE,
+        NONE,
+        &["pr-15"],
+        &["foo"],
+        &["sha-860c190"],
+        &[GH_LONG],
+    ];
+    let pr_all: &[&str] = &["pr-15", "foo", "sha-860c190", GH_LONG];
+    let rows = vec![
+        MatrixRow {
+            name: "github push",
+            pipeline: gh_branch("push", "push.json"),
+            alone: branch_row,
+            together: branch_all,
+        },
+        MatrixRow {
+            name: "github tag push",
+            pipeline: gh_tag("push", "tag.json"),
+            alone: tag_row,
+            together: tag_all,
+        },
+        MatrixRow {
+            name: "github pull_request",
+            pipeline: gh(
+                "pull_request",
+                "refs/pull/15/merge",
+                "pull_request.json",
+                &[],
+            ),
+            alone: pr_row,
+            together: pr_all,
+        },
+        // GITHUB_REF is the base branch; the pull request ref comes from the payload's number.
+        MatrixRow {
+            name: "github pull_request_target",
+            pipeline: gh_branch("pull_request_target", "pull_request_target.json"),
+            alone: pr_row,
+            together: pr_all,
+        },
+        MatrixRow {
+            name: "github schedule",
+            pipeline: gh_branch("schedule", "schedule.json"),
+            alone: [
+                &["nightly"],
+                &["20200110"],
+                NONE,
+                NONE,
+                NONE,
+                &["edge"],
+                &["master"],
+                NONE,
+                NONE,
+                &["foo"],
+                &["sha-860c190"],
+                &[GH_LONG],
+            ],
+            together: &[
+                "nightly",
+                "20200110",
+                "edge",
+                "master",
+                "foo",
+                "sha-860c190",
+                GH_LONG,
+            ],
+        },
+        MatrixRow {
+            name: "github release",
+            pipeline: gh_tag("release", "release.json"),
+            alone: tag_row,
+            together: tag_all,
+        },
+        MatrixRow {
+            name: "github workflow_dispatch",
+            pipeline: gh_branch("workflow_dispatch", "workflow_dispatch.json"),
+            alone: branch_row,
+            together: branch_all,
+        },
+        MatrixRow {
+            name: "gitlab branch",
+            pipeline: gl_branch("feature/x"),
+            alone: [
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                &["feature-x"],
+                NONE,
+                NONE,
+                &["foo"],
+                &["sha-01234567"],
+                &[GL_LONG],
+            ],
+            together: &["feature-x", "foo", "sha-01234567", GL_LONG],
+        },
+        MatrixRow {
+            name: "gitlab default branch",
+            pipeline: gl_branch("main"),
+            alone: [
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                &["edge"],
+                &["main"],
+                NONE,
+                NONE,
+                &["foo"],
+                &["sha-01234567"],
+                &[GL_LONG],
+            ],
+            together: &["edge", "main", "foo", "sha-01234567", GL_LONG],
+        },
+        MatrixRow {
+            name: "gitlab tag",
+            pipeline: gl_tag("v1.2.3"),
+            alone: [
+                NONE,
+                NONE,
+                &["1.2.3", "latest"],
+                &["1.2.3", "latest"],
+                &["1.2.3", "latest"],
+                NONE,
+                NONE,
+                &["v1.2.3", "latest"],
+                NONE,
+                &["foo"],
+                &["sha-01234567"],
+                &[GL_LONG],
+            ],
+            together: &["1.2.3", "v1.2.3", "foo", "sha-01234567", GL_LONG, "latest"],
+        },
+        // A merge request pipeline sets CI_COMMIT_REF_NAME but not CI_COMMIT_BRANCH: no branch.
+        MatrixRow {
+            name: "gitlab merge request",
+            pipeline: gl_mr(),
+            alone: [
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                NONE,
+                &["mr-42"],
+                &["foo"],
+                &["sha-01234567"],
+                &[GL_LONG],
+            ],
+            together: &["mr-42", "foo", "sha-01234567", GL_LONG],
+        },
+        MatrixRow {
+            name: "gitlab schedule",
+            pipeline: gl(&[
+                ("CI_PIPELINE_SOURCE", "schedule"),
+                ("CI_COMMIT_BRANCH", "main"),
+                ("CI_COMMIT_REF_NAME", "main"),
+            ]),
+            alone: [
+                &["nightly"],
+                &["20200110"],
+                NONE,
+                NONE,
+                NONE,
+                &["edge"],
+                &["main"],
+                NONE,
+                NONE,
+                &["foo"],
+                &["sha-01234567"],
+                &[GL_LONG],
+            ],
+            together: &[
+                "nightly",
+                "20200110",
+                "edge",
+                "main",
+                "foo",
+                "sha-01234567",
+                GL_LONG,
+            ],
+        },
+    ];
+    let mut failures = Vec::new();
+    for row in &rows {
+        for (rule, want) in MATRIX_RULES.iter().zip(row.alone) {
+            let m = match run(&row.pipeline, &[rule], &[], &[]) {
+                Ok(m) => m,
+                Err(e) => {
+                    failures.push(format!("{} / {rule}: error {e}", row.name));
+                    continue;
+                }
+            };
+            if m.tag_names != want {
+                failures.push(format!(
+                    "{} / {rule}: got {:?}, want {want:?}",
+                    row.name, m.tag_names
+                ));
+            }
+            // A rule that gives nothing is named in a warning; one that gives a tag is not.
+            let named = m
+                .warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("tag rule `{rule}` gives no tag here: ")));
+            if named != want.is_empty() {
+                failures.push(format!("{} / {rule}: warnings {:?}", row.name, m.warnings));
+            }
+        }
+        match run(&row.pipeline, &MATRIX_RULES, &[], &[]) {
+            Ok(m) if m.tag_names == row.together => {}
+            Ok(m) => failures.push(format!(
+                "{} / all rules: got {:?}, want {:?}",
+                row.name, m.tag_names, row.together
+            )),
+            Err(e) => failures.push(format!("{} / all rules: error {e}", row.name)),
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
