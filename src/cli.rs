@@ -29,6 +29,7 @@ pub enum Command {
     /// Build a Dockerfile and push the image to every --destination (kaniko's executor).
     Build(Box<BuildArgs>),
     /// Print image tags and OCI labels derived from the CI pipeline (docker/metadata-action's rules).
+    #[command(after_help = TAGS_AFTER_HELP)]
     Tags(Box<TagsArgs>),
     /// Commands that take everything from the CI pipeline.
     #[command(subcommand)]
@@ -716,6 +717,14 @@ pub struct TagRuleArgs {
     #[arg(long, value_enum, value_name = "PRESET", conflicts_with_all = ["tags", "flavor"])]
     pub preset: Option<TagPreset>,
 }
+
+/// Where `gantry tags` (and `ci build`, `ci manifest`) differ from metadata-action on purpose.
+pub const TAGS_AFTER_HELP: &str = "\
+Tags Docker would reject are fixed where metadata-action would emit them as they are: a tag may \
+not start with `.` or `-` and may be at most 128 characters, so leading `.` and `-` characters \
+are removed and a longer tag is cut to 128 characters (e.g. branch `-leading/` gives \
+`leading-`, not `-leading-`). A tag left empty is dropped. Each fix is printed as a warning, as \
+is every rule given with --tag that yields no tag on this pipeline.";
 
 #[derive(Debug, Args)]
 pub struct TagsArgs {

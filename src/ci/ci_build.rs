@@ -5,7 +5,9 @@
 //! later manifest step); the derived labels go on the image with `--label` values overriding
 //! them; the CI credentials are handed to the registry client in memory only. Afterwards the
 //! digest, image, tags and labels go to `GITHUB_OUTPUT` and the job summary on GitHub, and to a
-//! dotenv report on GitLab.
+//! dotenv report on GitLab. `tags` stay what the rules derived (what `ci manifest` stitches
+//! under), while `pushed` / `GANTRY_PUSHED` name what this job pushed: the per-architecture tag
+//! with `--per-arch`, `image@digest` with `--push-by-digest`.
 //!
 //! With `--platforms`, one job builds every platform in turn (a RUN for a foreign architecture
 //! needs qemu registered with binfmt_misc), pushes each under its per-architecture tag, and
@@ -113,6 +115,12 @@ pub fn run(mut args: CiBuildArgs) -> Result<()> {
         d.meta.tags.clone()
     };
     destinations.append(&mut args.build.destination);
+    // What the outputs report as pushed: these names as the user and the rules spelled them.
+    let mut pushed_refs = if no_push {
+        Vec::new()
+    } else {
+        destinations.clone()
+    };
     args.build.destination = destinations;
     args.build.label = d.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut settings = BuildSettings::resolve(&args.build)?;
@@ -120,6 +128,7 @@ pub fn run(mut args: CiBuildArgs) -> Result<()> {
         for dest in &mut settings.destinations {
             dest.tag = None;
         }
+        pushed_refs = settings.destinations.iter().map(|d| d.name()).collect();
     }
     if let Some(c) = &d.pipeline.credentials {
         settings.registry.extra_credentials.push((
@@ -151,7 +160,23 @@ pub fn run(mut args: CiBuildArgs) -> Result<()> {
         jiff::Timestamp::now().as_second(),
     ));
     let digest = result?;
-    write_outputs(&envs, provider, &d, &digest, args.dotenv.as_deref())
+    if args.push_by_digest && !no_push {
+        for r in &mut pushed_refs {
+            *r = format!("{r}@{digest}");
+        }
+    }
+    let pushed = outputs::Pushed {
+        digest: &digest,
+        refs: &pushed_refs,
+    };
+    write_outputs(
+        &envs,
+        provider,
+        &d,
+        &pushed,
+        "gantry build",
+        args.dotenv.as_deref(),
+    )
 }
 
 /// `gantry ci build --platforms`: every platform built in this job and pushed under its
@@ -255,25 +280,38 @@ fn run_platforms(mut args: CiBuildArgs, envs: &dyn Env, d: &Derived) -> Result<(
         std::fs::write(&path, &digest)
             .with_context(|| format!("writing the digest file `{}`", path.display()))?;
     }
-    write_outputs(envs, provider, d, &digest, args.dotenv.as_deref())
+    let pushed = outputs::Pushed {
+        digest: &digest,
+        refs: &d.meta.tags,
+    };
+    write_outputs(
+        envs,
+        provider,
+        d,
+        &pushed,
+        "gantry build",
+        args.dotenv.as_deref(),
+    )
 }
 
+/// Writes the step outputs, the job summary (titled `title`) and the dotenv report.
 pub(crate) fn write_outputs(
     envs: &dyn Env,
     provider: Provider,
     d: &Derived,
-    digest: &str,
+    pushed: &outputs::Pushed,
+    title: &str,
     dotenv: Option<&Path>,
 ) -> Result<()> {
     if let Some(path) = envs.get(env::GITHUB_OUTPUT) {
-        let vars = outputs::github_vars(&d.meta, &d.labels, Some(digest));
+        let vars = outputs::github_vars(&d.meta, &d.labels, Some(pushed));
         let delim = outputs::github_delimiter(&vars);
         outputs::append(Path::new(&path), &outputs::github_output(&vars, &delim))?;
     }
     if let Some(path) = envs.get(env::GITHUB_STEP_SUMMARY) {
         outputs::append(
             Path::new(&path),
-            &outputs::step_summary(&d.meta, &d.labels, digest),
+            &outputs::step_summary(title, &d.meta, &d.labels, pushed),
         )?;
     }
     let dotenv: Option<PathBuf> = match (dotenv, provider) {
@@ -282,7 +320,7 @@ pub(crate) fn write_outputs(
         _ => None,
     };
     if let Some(path) = dotenv {
-        let text = outputs::dotenv(&outputs::dotenv_vars(&d.meta, Some(digest)))?;
+        let text = outputs::dotenv(&outputs::dotenv_vars(&d.meta, Some(pushed)))?;
         std::fs::write(&path, text)
             .with_context(|| format!("writing the dotenv report `{}`", path.display()))?;
         info!("wrote {}", path.display());

@@ -261,7 +261,18 @@ pub fn run(args: CiManifestArgs) -> Result<()> {
     ));
     let digest = result?;
     crate::report::data(&digest);
-    write_outputs(&envs, provider, &d, &digest, args.dotenv.as_deref())
+    let pushed = outputs::Pushed {
+        digest: &digest,
+        refs: &d.meta.tags,
+    };
+    write_outputs(
+        &envs,
+        provider,
+        &d,
+        &pushed,
+        "gantry ci manifest",
+        args.dotenv.as_deref(),
+    )
 }
 
 #[cfg(test)]

@@ -71,8 +71,18 @@ pub fn dotenv(vars: &[(String, String)]) -> Result<String, OutputError> {
     Ok(out)
 }
 
-/// The variables `gantry tags --format dotenv` and `gantry ci build` write for later jobs.
-pub fn dotenv_vars(meta: &Metadata, digest: Option<&str>) -> Vec<(String, String)> {
+/// What a `ci build` or `ci manifest` step pushed: the digest, and every reference it made
+/// point at that digest - the derived tags, the per-architecture tags with `--per-arch`, or
+/// `image@digest` with `--push-by-digest`.
+#[derive(Clone, Copy, Debug)]
+pub struct Pushed<'a> {
+    pub digest: &'a str,
+    pub refs: &'a [String],
+}
+
+/// The variables `gantry tags --format dotenv` and `gantry ci build` write for later jobs
+/// (`GANTRY_DIGEST` and `GANTRY_PUSHED` only after a push).
+pub fn dotenv_vars(meta: &Metadata, pushed: Option<&Pushed>) -> Vec<(String, String)> {
     let mut vars = vec![
         ("GANTRY_VERSION".to_string(), meta.version.clone()),
         ("GANTRY_TAGS".to_string(), meta.tags.join(",")),
@@ -81,8 +91,9 @@ pub fn dotenv_vars(meta: &Metadata, digest: Option<&str>) -> Vec<(String, String
             meta.tags.first().cloned().unwrap_or_default(),
         ),
     ];
-    if let Some(d) = digest {
-        vars.push(("GANTRY_DIGEST".into(), d.to_string()));
+    if let Some(p) = pushed {
+        vars.push(("GANTRY_DIGEST".into(), p.digest.to_string()));
+        vars.push(("GANTRY_PUSHED".into(), p.refs.join(",")));
     }
     vars
 }
@@ -112,11 +123,13 @@ pub fn github_delimiter(vars: &[(String, String)]) -> String {
 }
 
 /// The step outputs metadata-action users expect (`version`, `tags`, `tag-names`, `labels`,
-/// `annotations`, `json`), plus `digest` and `imageid`-style `image` for `ci build`.
+/// `annotations`, `json`: what the rules derived, the same in every job of a pipeline), plus
+/// after a push `digest`, `image` (the first image name) and `pushed` (what this step pushed,
+/// which differs from `tags` with `--per-arch`).
 pub fn github_vars(
     meta: &Metadata,
     labels: &BTreeMap<String, String>,
-    digest: Option<&str>,
+    pushed: Option<&Pushed>,
 ) -> Vec<(String, String)> {
     let label_lines: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut vars = vec![
@@ -130,22 +143,35 @@ pub fn github_vars(
             json(meta, labels).trim_end().to_string(),
         ),
     ];
-    if let Some(d) = digest {
-        vars.push(("digest".into(), d.to_string()));
+    if let Some(p) = pushed {
+        vars.push(("digest".into(), p.digest.to_string()));
         if let Some(image) = meta.images.first() {
             vars.push(("image".into(), image.clone()));
         }
+        vars.push(("pushed".into(), p.refs.join("\n")));
     }
     vars
 }
 
-/// The Markdown job summary for GitHub.
-pub fn step_summary(meta: &Metadata, labels: &BTreeMap<String, String>, digest: &str) -> String {
+/// The Markdown job summary for GitHub: what was pushed, then (when they differ, as with
+/// `--per-arch`) the derived tags a later `gantry ci manifest` puts the index under, then the
+/// labels.
+pub fn step_summary(
+    title: &str,
+    meta: &Metadata,
+    labels: &BTreeMap<String, String>,
+    pushed: &Pushed,
+) -> String {
     let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-    let mut s = String::from("### gantry build\n\n| | |\n|---|---|\n");
-    s.push_str(&format!("| digest | `{}` |\n", cell(digest)));
-    for t in &meta.tags {
-        s.push_str(&format!("| tag | `{}` |\n", cell(t)));
+    let mut s = format!("### {}\n\n| | |\n|---|---|\n", cell(title));
+    s.push_str(&format!("| digest | `{}` |\n", cell(pushed.digest)));
+    for t in pushed.refs {
+        s.push_str(&format!("| pushed | `{}` |\n", cell(t)));
+    }
+    if pushed.refs != meta.tags.as_slice() {
+        for t in &meta.tags {
+            s.push_str(&format!("| index tag | `{}` |\n", cell(t)));
+        }
     }
     for (k, v) in labels {
         s.push_str(&format!("| `{}` | {} |\n", cell(k), cell(v)));
@@ -238,10 +264,19 @@ mod tests {
 
     #[test]
     fn dotenv_rules() {
-        let s = dotenv(&dotenv_vars(&meta(), Some("sha256:ab"))).unwrap();
+        let refs = ["r/app:v1.2.3-arm64".to_string()];
+        let pushed = Pushed {
+            digest: "sha256:ab",
+            refs: &refs,
+        };
+        let s = dotenv(&dotenv_vars(&meta(), Some(&pushed))).unwrap();
         assert_eq!(
             s,
-            "GANTRY_VERSION=v1.2.3\nGANTRY_TAGS=r/app:v1.2.3,r/app:latest\nGANTRY_TAG=r/app:v1.2.3\nGANTRY_DIGEST=sha256:ab\n"
+            "GANTRY_VERSION=v1.2.3\nGANTRY_TAGS=r/app:v1.2.3,r/app:latest\nGANTRY_TAG=r/app:v1.2.3\nGANTRY_DIGEST=sha256:ab\nGANTRY_PUSHED=r/app:v1.2.3-arm64\n"
+        );
+        assert_eq!(
+            dotenv(&dotenv_vars(&meta(), None)).unwrap(),
+            "GANTRY_VERSION=v1.2.3\nGANTRY_TAGS=r/app:v1.2.3,r/app:latest\nGANTRY_TAG=r/app:v1.2.3\n"
         );
         assert!(dotenv(&[("A".into(), "x y".into())])
             .unwrap_err()
@@ -278,10 +313,52 @@ mod tests {
         );
         assert!(group_start(Provider::None, "b", "B", 0).is_none());
         assert_eq!(add_mask("a%b\nc"), "::add-mask::a%25b%0Ac");
-        let s = step_summary(&meta(), &labels(), "sha256:ab");
+        let tags = meta().tags;
+        let s = step_summary(
+            "gantry build",
+            &meta(),
+            &labels(),
+            &Pushed {
+                digest: "sha256:ab",
+                refs: &tags,
+            },
+        );
+        assert_eq!(
+            s,
+            "### gantry build\n\n| | |\n|---|---|\n| digest | `sha256:ab` |\n\
+             | pushed | `r/app:v1.2.3` |\n| pushed | `r/app:latest` |\n\
+             | `a` | 1 |\n| `b` | two words |\n"
+        );
+        // --per-arch: the per-architecture tag was pushed; the derived tags are for the index.
+        let per_arch = ["r/app:v1.2.3-armv7".to_string()];
+        let s = step_summary(
+            "gantry build",
+            &meta(),
+            &labels(),
+            &Pushed {
+                digest: "sha256:cd",
+                refs: &per_arch,
+            },
+        );
         assert!(
-            s.contains("| digest | `sha256:ab` |\n| tag | `r/app:v1.2.3` |"),
+            s.contains(
+                "| digest | `sha256:cd` |\n| pushed | `r/app:v1.2.3-armv7` |\n\
+                 | index tag | `r/app:v1.2.3` |\n| index tag | `r/app:latest` |\n"
+            ),
             "{s}"
         );
+        let vars = github_vars(
+            &meta(),
+            &labels(),
+            Some(&Pushed {
+                digest: "sha256:cd",
+                refs: &per_arch,
+            }),
+        );
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("pushed"), Some("r/app:v1.2.3-armv7"));
+        assert_eq!(get("tags"), Some("r/app:v1.2.3\nr/app:latest"));
+        assert_eq!(get("digest"), Some("sha256:cd"));
+        assert_eq!(get("image"), Some("r/app"));
     }
 }

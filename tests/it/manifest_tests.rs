@@ -36,7 +36,7 @@ struct Setup {
 
 fn setup() -> Option<Setup> {
     let Some(layout) = fixtures::busybox_multi() else {
-        // scripts/fixtures.sh printed why (apt has no busybox-static:arm64): nothing to stitch.
+        // busybox_multi printed why (apt has no busybox-static:arm64); in CI it fails instead.
         return None;
     };
     let reg = TestRegistry::plain();

@@ -43,7 +43,7 @@ struct Setup {
 
 fn setup() -> Option<Setup> {
     let Some(layout) = fixtures::busybox_multi() else {
-        // scripts/fixtures.sh printed why (apt has no busybox-static:arm64).
+        // busybox_multi printed why (apt has no busybox-static:arm64); in CI it fails instead.
         return None;
     };
     let reg = TestRegistry::plain();

@@ -6,6 +6,7 @@
 //! per fixture and test process, hand out the layout paths, and copy a layout into whichever local
 //! registry a test started (with skopeo, again independent of the code under test).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -32,7 +33,7 @@ pub fn fixtures_dir() -> PathBuf {
 /// applet links, /etc/passwd and /etc/group (root, nobody, `app` 1000:1000), /tmp (1777), /root;
 /// `Cmd ["sh"]`. OCI media types throughout.
 pub fn busybox() -> PathBuf {
-    static CELL: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
+    static CELL: OnceLock<Result<Built, String>> = OnceLock::new();
     required("busybox", &CELL)
 }
 
@@ -42,7 +43,7 @@ pub fn busybox() -> PathBuf {
 /// `oci:` transport skips any other type there; the manifest blob itself (what gets pushed, with
 /// its digest unchanged) is Docker schema 2.
 pub fn busybox_docker() -> PathBuf {
-    static CELL: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
+    static CELL: OnceLock<Result<Built, String>> = OnceLock::new();
     required("busybox-docker", &CELL)
 }
 
@@ -50,25 +51,78 @@ pub fn busybox_docker() -> PathBuf {
 /// `Cmd ["bash"]`. The first run in a fresh checkout takes about a minute and needs root and the
 /// machine's Debian mirror.
 pub fn debian() -> PathBuf {
-    static CELL: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
+    static CELL: OnceLock<Result<Built, String>> = OnceLock::new();
     required("debian", &CELL)
 }
 
+/// Whether a fixture that cannot be made fails the tests instead of skipping them: in CI (`CI`
+/// set, as GitHub, GitLab and `.ci/run` do) or with `GANTRY_REQUIRE_FIXTURES` set
+/// (`scripts/test.sh` sets it). A value of `0` or `false` counts as unset.
+pub fn fixtures_required() -> Option<&'static str> {
+    required_by(&|name| std::env::var(name).ok())
+}
+
+/// [`fixtures_required`] over any environment: the variable that makes fixtures required.
+fn required_by(get: &dyn Fn(&str) -> Option<String>) -> Option<&'static str> {
+    let set = |name: &str| {
+        get(name)
+            .filter(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+            .is_some()
+    };
+    ["GANTRY_REQUIRE_FIXTURES", "CI"]
+        .into_iter()
+        .find(|name| set(name))
+}
+
 /// OCI layout (tag [`BUSYBOX_TAG`]) whose entry is an index of linux/amd64 and linux/arm64/v8
-/// busybox images, or `None` when apt could not fetch `busybox-static:arm64` (the script says why
-/// on stderr).
+/// busybox images, or `None` when apt could not fetch `busybox-static:arm64`. The tests that need
+/// it then skip, saying why on stderr (once per test process) - except where
+/// [`fixtures_required`], where a missing fixture fails the test with the script's stderr.
 pub fn busybox_multi() -> Option<PathBuf> {
-    static CELL: OnceLock<Result<Option<PathBuf>, String>> = OnceLock::new();
-    match CELL.get_or_init(|| build("busybox-multi")) {
-        Ok(path) => path.clone(),
+    static CELL: OnceLock<Result<Built, String>> = OnceLock::new();
+    match CELL.get_or_init(|| {
+        let built = build("busybox-multi")?;
+        if built.path.is_none() && fixtures_required().is_none() {
+            // Straight to the process's stderr, past the test harness's capture, so that a
+            // skip is seen in a plain `cargo test` run.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping the tests that need the multi-arch fixture `busybox-multi`: \
+                 scripts/fixtures.sh could not make it:\n{}\n\
+                 (set GANTRY_REQUIRE_FIXTURES=1 to make this a failure)",
+                built.stderr.trim_end()
+            );
+        }
+        Ok(built)
+    }) {
+        Ok(Built { path: Some(p), .. }) => Some(p.clone()),
+        Ok(Built { path: None, stderr }) => match fixtures_required() {
+            Some(var) => panic!(
+                "fixture `busybox-multi` could not be made, and {var} is set, so the tests \
+                 that need it fail instead of skipping; scripts/fixtures.sh said:\n{}\n\
+                 hint: the machine's apt must reach busybox-static:arm64 (dpkg --add-architecture \
+                 arm64 is done by the script); unset {var} to skip these tests",
+                stderr.trim_end()
+            ),
+            None => None,
+        },
         Err(message) => panic!("{message}"),
     }
 }
 
-fn required(name: &str, cell: &OnceLock<Result<Option<PathBuf>, String>>) -> PathBuf {
+/// What `scripts/fixtures.sh NAME` gave: the path it printed for NAME (none when it could not
+/// make an optional fixture) and its stderr, which says why.
+struct Built {
+    path: Option<PathBuf>,
+    stderr: String,
+}
+
+fn required(name: &str, cell: &OnceLock<Result<Built, String>>) -> PathBuf {
     match cell.get_or_init(|| build(name)) {
-        Ok(Some(path)) => path.clone(),
-        Ok(None) => panic!(
+        Ok(Built {
+            path: Some(path), ..
+        }) => path.clone(),
+        Ok(Built { path: None, .. }) => panic!(
             "fixture `{name}`: scripts/fixtures.sh succeeded but printed no path for it\n\
              hint: run `scripts/fixtures.sh {name}` by hand and read its stderr"
         ),
@@ -77,8 +131,9 @@ fn required(name: &str, cell: &OnceLock<Result<Option<PathBuf>, String>>) -> Pat
 }
 
 /// Runs `scripts/fixtures.sh NAME` (cached runs take milliseconds; the script locks, so test
-/// processes running at once do not race) and returns the path it printed for NAME.
-fn build(name: &str) -> Result<Option<PathBuf>, String> {
+/// processes running at once do not race) and returns the path it printed for NAME, with its
+/// stderr.
+fn build(name: &str) -> Result<Built, String> {
     let script = repo_root().join("scripts").join("fixtures.sh");
     let output = Command::new("bash")
         .arg(&script)
@@ -100,10 +155,13 @@ fn build(name: &str) -> Result<Option<PathBuf>, String> {
         ));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    Ok(stdout.lines().find_map(|line| {
-        let (key, path) = line.split_once('=')?;
-        (key == name).then(|| PathBuf::from(path))
-    }))
+    Ok(Built {
+        path: stdout.lines().find_map(|line| {
+            let (key, path) = line.split_once('=')?;
+            (key == name).then(|| PathBuf::from(path))
+        }),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
 }
 
 /// Digest of the manifest (or index) that `layout`'s index.json names `tag`: what a registry
@@ -403,6 +461,42 @@ mod tests {
             "some entries are group-owned by a system group"
         );
         assert_eq!(entries["dev/null"].kind, tar::EntryType::Char);
+    }
+
+    #[test]
+    fn missing_fixtures_fail_in_ci_and_with_gantry_require_fixtures() {
+        fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            move |name| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            }
+        }
+        assert_eq!(required_by(&env(&[])), None);
+        assert_eq!(required_by(&env(&[("CI", "true")])), Some("CI"));
+        assert_eq!(
+            required_by(&env(&[("GANTRY_REQUIRE_FIXTURES", "1"), ("CI", "true")])),
+            Some("GANTRY_REQUIRE_FIXTURES")
+        );
+        for off in ["", "0", "false", "FALSE"] {
+            let unset = env(&[("CI", off), ("GANTRY_REQUIRE_FIXTURES", off)]);
+            assert_eq!(required_by(&unset), None, "{off:?}");
+        }
+        // scripts/test.sh (which .ci/run runs) asks for them.
+        let test_sh = std::fs::read_to_string(repo_root().join("scripts/test.sh")).unwrap();
+        assert!(
+            test_sh.contains("\nexport GANTRY_REQUIRE_FIXTURES=1\n"),
+            "scripts/test.sh must export GANTRY_REQUIRE_FIXTURES=1"
+        );
+        // And where they are required, this process has the multi-arch fixture (or has failed).
+        if fixtures_required().is_some() {
+            assert!(busybox_multi().is_some());
+        }
     }
 
     #[test]
