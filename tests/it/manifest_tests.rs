@@ -317,6 +317,181 @@ fn an_index_source_is_flattened_and_brought_over_from_another_repository() {
     ])));
 }
 
+/// Writes `bytes` as a blob of `layout`; returns its descriptor (`mediaType`, `digest`, `size`).
+fn add_blob(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    let digest = sha256(bytes);
+    let path = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    std::fs::write(path, bytes).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": digest, "size": bytes.len()})
+}
+
+/// A BuildKit-style attestation manifest for the image `subject` (an in-toto statement layer,
+/// an unknown/unknown config), written into `layout`; returns its index entry: platform
+/// unknown/unknown, `vnd.docker.reference.type: attestation-manifest`.
+fn add_attestation(layout: &Path, subject: &str) -> serde_json::Value {
+    let statement = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": "https://spdx.dev/Document",
+        "subject": [{"name": "image", "digest": {"sha256": subject.trim_start_matches("sha256:")}}],
+        "predicate": {}
+    });
+    let mut layer = add_blob(
+        layout,
+        "application/vnd.in-toto+json",
+        statement.to_string().as_bytes(),
+    );
+    layer["annotations"] =
+        serde_json::json!({"in-toto.io/predicate-type": "https://spdx.dev/Document"});
+    let config = serde_json::json!({
+        "architecture": "unknown",
+        "os": "unknown",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}
+    });
+    let config = add_blob(
+        layout,
+        "application/vnd.oci.image.config.v1+json",
+        config.to_string().as_bytes(),
+    );
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config,
+        "layers": [layer]
+    });
+    let mut entry = add_blob(layout, OCI_MANIFEST, manifest.to_string().as_bytes());
+    entry["platform"] = serde_json::json!({"architecture": "unknown", "os": "unknown"});
+    entry["annotations"] = serde_json::json!({
+        "vnd.docker.reference.digest": subject,
+        "vnd.docker.reference.type": "attestation-manifest"
+    });
+    entry
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+#[test]
+fn attestations_of_index_sources_go_after_every_image_as_manifest_tool_puts_them() {
+    let Some(s) = setup() else { return };
+    let addr = &s.reg.addr;
+    let layout_dir = tempfile::tempdir().unwrap();
+    let layout = layout_dir.path().join("att");
+    let src = fixtures::busybox_multi().unwrap();
+    ok(run(Command::new("cp").arg("-a").arg(&src).arg(&layout)));
+    let multi = json(&fixtures::blob(&layout, &s.multi));
+    let child = |arch: &str| {
+        multi["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["platform"]["architecture"] == arch)
+            .unwrap()
+            .clone()
+    };
+    let att_amd64 = add_attestation(&layout, &s.amd64);
+    let att_arm64 = add_attestation(&layout, &s.arm64);
+    // Two source indexes, as two BuildKit builds push them: the first lists its attestation
+    // before its image, the second after.
+    let index_a = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [att_amd64, child("amd64")]
+    });
+    let index_b = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [child("arm64"), att_arm64]
+    });
+    let mut refs = Vec::new();
+    for (name, idx) in [("a", &index_a), ("b", &index_b)] {
+        let mut d = add_blob(&layout, OCI_INDEX, idx.to_string().as_bytes());
+        d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
+        refs.push(d);
+    }
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": refs})
+            .to_string(),
+    )
+    .unwrap();
+    for name in ["a", "b"] {
+        fixtures::push(&layout, name, &format!("{addr}/att:{name}"), None, None);
+    }
+    let spec = write_spec(
+        s.home.path(),
+        "att.yaml",
+        &format!(
+            "image: {addr}/stitched:1\nmanifests:\n  - image: {addr}/att:a\n  - image: {addr}/att:b\n"
+        ),
+    );
+    for kind in ["docker", "oci"] {
+        let out = ok(run(gantry(s.home.path()).args([
+            "manifest",
+            "--plain-http",
+            "push",
+            "--type",
+            kind,
+            "from-spec",
+            &spec,
+        ])));
+        let bytes = raw(&format!("docker://{addr}/stitched:1"));
+        assert_eq!(sha256(&bytes), digest_line(&out).0, "{kind}");
+        let index = json(&bytes);
+        let entries = index["manifests"].as_array().unwrap();
+        // Images first (in source order), then the attestations (in source order), each with
+        // its own descriptor: the two unknown/unknown platforms are not duplicates.
+        let digests: Vec<&str> = entries
+            .iter()
+            .map(|e| e["digest"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            digests,
+            [
+                s.amd64.as_str(),
+                s.arm64.as_str(),
+                att_amd64["digest"].as_str().unwrap(),
+                att_arm64["digest"].as_str().unwrap()
+            ],
+            "{kind}"
+        );
+        assert_eq!(
+            platforms(&index),
+            [
+                "linux/amd64",
+                "linux/arm64/v8",
+                "unknown/unknown",
+                "unknown/unknown"
+            ],
+            "{kind}"
+        );
+        for (entry, subject) in [(&entries[2], &s.amd64), (&entries[3], &s.arm64)] {
+            assert_eq!(
+                entry["annotations"]["vnd.docker.reference.type"],
+                "attestation-manifest"
+            );
+            assert_eq!(
+                entry["annotations"]["vnd.docker.reference.digest"],
+                subject.as_str()
+            );
+            assert_eq!(entry["mediaType"], OCI_MANIFEST);
+        }
+        // The attestations were brought into the target repository with their blobs.
+        for att in [&att_amd64, &att_arm64] {
+            let d = att["digest"].as_str().unwrap();
+            let copied = raw(&format!("docker://{addr}/stitched@{d}"));
+            assert_eq!(sha256(&copied), d);
+        }
+        // Platform selection never picks an attestation.
+        let arm = skopeo_inspect(
+            &format!("docker://{addr}/stitched:1"),
+            false,
+            &["--tls-verify=false", "--override-arch", "arm64"],
+        );
+        assert_eq!(arm["Architecture"], "arm64", "{kind}");
+        assert_eq!(arm["Os"], "linux", "{kind}");
+    }
+}
+
 #[test]
 fn sources_on_another_registry_are_copied_with_their_own_credentials() {
     let Some(layout) = fixtures::busybox_multi() else {

@@ -201,17 +201,27 @@ fn ci_manifest_stitches_the_per_arch_builds_under_every_derived_tag() {
     let Some(s) = setup() else { return };
     let ctx = s.context("ctx", &PLATFORM_LABELS.replace("{BASE}", &s.base));
     // Two `ci build --per-arch` jobs, as the GitLab pipeline runs them. No RUN: no emulation.
+    // The arm64 job spells its platform linux/arm64/v8 (as manifest-tool's examples do); its
+    // per-arch tag is still `-arm64`, which the default `ci manifest --platforms` (linux/arm64)
+    // looks for.
     let mut per_arch = Vec::new();
-    for platform in ["linux/amd64", "linux/arm64"] {
+    for platform in ["linux/amd64", "linux/arm64/v8"] {
         let out = ok(s.ci_build(&ctx, &["--per-arch", "--custom-platform", platform]));
         per_arch.push(out.trim().to_string());
     }
     assert_eq!(s.inspect("1.2.3-amd64", &[])["Digest"], per_arch[0]);
     assert_eq!(s.inspect("1.2.3-arm64", &[])["Digest"], per_arch[1]);
+    assert_eq!(s.raw("1.2.3-arm64v8"), None, "no variant in arm64's tag");
     // Platform selection: each build sits on its own platform's base layer, with the right args.
-    for (tag, arch, base_child) in [
-        ("1.2.3-amd64", "amd64", &s.base_amd64),
-        ("1.2.3-arm64", "arm64", &s.base_arm64),
+    for (tag, arch, target, variant, base_child) in [
+        ("1.2.3-amd64", "amd64", "linux/amd64", "x", &s.base_amd64),
+        (
+            "1.2.3-arm64",
+            "arm64",
+            "linux/arm64/v8",
+            "xv8",
+            &s.base_arm64,
+        ),
     ] {
         let cfg = s.config(tag, &[]);
         assert_eq!(cfg["architecture"], arch, "{tag}");
@@ -221,10 +231,10 @@ fn ci_manifest_stitches_the_per_arch_builds_under_every_derived_tag() {
             "{tag}"
         );
         let labels = &cfg["config"]["Labels"];
-        assert_eq!(labels["target"], format!("linux/{arch}"), "{tag}");
+        assert_eq!(labels["target"], target, "{tag}");
         assert_eq!(labels["os"], "linux");
         assert_eq!(labels["arch"], arch);
-        assert_eq!(labels["variant"], "x");
+        assert_eq!(labels["variant"], variant);
         assert_eq!(labels["build"], "linux/amd64");
         assert_eq!(labels["buildarch"], "amd64");
     }
@@ -253,7 +263,7 @@ fn ci_manifest_stitches_the_per_arch_builds_under_every_derived_tag() {
     assert_eq!(
         dotenv,
         format!(
-            "GANTRY_VERSION=1.2.3\nGANTRY_TAGS={image}:1.2.3,{image}:1.2,{image}:latest\nGANTRY_TAG={image}:1.2.3\nGANTRY_DIGEST={digest}\n"
+            "GANTRY_VERSION=1.2.3\nGANTRY_TAGS={image}:1.2.3,{image}:1.2,{image}:latest\nGANTRY_TAG={image}:1.2.3\nGANTRY_DIGEST={digest}\nGANTRY_PUSHED={image}:1.2.3,{image}:1.2,{image}:latest\n"
         )
     );
 
@@ -302,7 +312,7 @@ fn ci_manifest_stitches_the_per_arch_builds_under_every_derived_tag() {
     assert_eq!(oci_index["manifests"][1]["digest"], per_arch[1].as_str());
     let dotenv = std::fs::read_to_string(s.dir.path().join("oci.env")).unwrap();
     assert!(
-        dotenv.ends_with(&format!("GANTRY_DIGEST={}\n", oci.trim())),
+        dotenv.contains(&format!("GANTRY_DIGEST={}\n", oci.trim())),
         "{dotenv}"
     );
 
@@ -496,8 +506,11 @@ fn ci_build_platforms_runs_arm64_under_qemu_and_stitches_both() {
     assert_eq!(out, format!("{digest}\n"));
     assert_eq!(std::fs::read_to_string(&digest_file).unwrap(), digest);
     let dotenv = std::fs::read_to_string(s.dir.path().join("gantry.env")).unwrap();
+    let image = &s.image;
     assert!(
-        dotenv.ends_with(&format!("GANTRY_DIGEST={digest}\n")),
+        dotenv.ends_with(&format!(
+            "GANTRY_DIGEST={digest}\nGANTRY_PUSHED={image}:1.2.3,{image}:1.2,{image}:latest\n"
+        )),
         "{dotenv}"
     );
     let bytes = s.raw("1.2.3").expect("index under the main tag");
