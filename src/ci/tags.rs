@@ -120,7 +120,7 @@ struct Run<'a> {
     produced: bool,
 }
 
-/// `the ref `refs/heads/x``, or that there is none.
+/// "the ref `refs/heads/x`", or that there is none.
 fn describe_ref(p: &Pipeline) -> String {
     if p.git_ref.is_empty() {
         "there is no git ref".into()
