@@ -28,7 +28,7 @@ pub async fn copy(
     args: &CopyArgs,
     is_add: bool,
 ) -> Result<LayerRef> {
-    let expand = |w: &str| b.expand(image, scope, w);
+    let expand = |w: &str| b.expand(&ins.kind, image, scope, w);
     let dest_raw = expand(&args.dest)?;
     let from = args.from.as_deref().map(expand).transpose()?;
     let chown = args.chown.as_deref().map(expand).transpose()?;
