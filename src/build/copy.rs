@@ -375,8 +375,14 @@ async fn write_placement(
     };
     let count = entries.len();
     let start = std::time::Instant::now();
-    let blob =
-        tokio::task::block_in_place(|| crate::layer::write_layer(&b.blob_dir, entries, &opts))?;
+    let progress = crate::report::Progress::bytes(
+        "writing layer",
+        Some(crate::layer::estimated_tar_size(&entries)),
+    );
+    let blob = tokio::task::block_in_place(|| {
+        crate::layer::write_layer_with_progress(&b.blob_dir, entries, &opts, &|n| progress.inc(n))
+    })?;
+    progress.finish("");
     tracing::info!(
         "layer {} ({} entries, {}) written in {:.2?}",
         crate::build::executor::short_digest(&blob.digest),
