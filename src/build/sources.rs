@@ -410,7 +410,10 @@ pub fn from_git(src: &str, keep_git_dir: bool, spool: &Path) -> Result<SourceMat
         });
     }
     let mut top_dir = checkout.clone();
-    if let Some(d) = subdir.map(|d| d.trim_matches('/')).filter(|d| !d.is_empty()) {
+    if let Some(d) = subdir
+        .map(|d| d.trim_matches('/'))
+        .filter(|d| !d.is_empty())
+    {
         if d.split('/').any(|c| c == ".." || c == ".") {
             bail!("ADD `{src}`: the subdirectory `{d}` must stay inside the repository\nhint: write `#REF:path/in/repo`");
         }
@@ -462,7 +465,11 @@ fn walk_checkout(dir: &Path, rel: &str, skip_git: bool, out: &mut Vec<SourceItem
             let target = std::fs::read_link(&path)?.to_string_lossy().into_owned();
             (ItemKind::Symlink(target), 0o777)
         } else if meta.is_file() {
-            let mode = if meta.mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+            let mode = if meta.mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
             (
                 ItemKind::File {
                     source: EntrySource::Path(path.clone()),
