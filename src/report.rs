@@ -130,6 +130,13 @@ impl Watcher {
     }
 }
 
+/// A bar with a known total, in decimal units like [`human_bytes`].
+const BAR_TEMPLATE: &str =
+    "{msg:40!} [{bar:25}] {decimal_bytes:>10}/{decimal_total_bytes:10} {decimal_bytes_per_sec:>12}";
+/// A spinner for a transfer of unknown size.
+const SPINNER_TEMPLATE: &str =
+    "{spinner} {msg:40!} {decimal_bytes:>10} {decimal_bytes_per_sec:>12}";
+
 /// A progress indicator for one transfer or layer: a bar on a terminal, one log line at the end
 /// otherwise.
 pub struct Progress {
@@ -146,14 +153,8 @@ impl Progress {
     fn new(label: String, total: Option<u64>, bars: bool) -> Progress {
         let bar = bars.then(|| {
             let (bar, template) = match total {
-                Some(t) => (
-                    ProgressBar::new(t),
-                    "{msg:40!} [{bar:25}] {bytes:>10}/{total_bytes:10} {bytes_per_sec:>12}",
-                ),
-                None => (
-                    ProgressBar::new_spinner(),
-                    "{spinner} {msg:40!} {bytes:>10} {bytes_per_sec:>12}",
-                ),
+                Some(t) => (ProgressBar::new(t), BAR_TEMPLATE),
+                None => (ProgressBar::new_spinner(), SPINNER_TEMPLATE),
             };
             let style = ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -321,6 +322,9 @@ mod tests {
                 want,
                 "{tty} {ci:?} {format:?}"
             );
+        }
+        for t in [BAR_TEMPLATE, SPINNER_TEMPLATE] {
+            assert!(ProgressStyle::with_template(t).is_ok(), "{t}");
         }
         assert!(Progress::new("x".into(), Some(10), true).is_bar());
         assert!(!Progress::new("x".into(), Some(10), false).is_bar());
