@@ -1,14 +1,52 @@
 //! Command-line definitions. The help text of every flag lives here.
 //!
 //! `gantry build` keeps kaniko's executor flag names and meanings so that scripts written for
-//! `/kaniko/executor` run unchanged; boolean flags accept kaniko's `--flag`, `--flag=true` and
-//! `--flag=false` forms.
+//! `/kaniko/executor` run unchanged. Boolean flags take kaniko's forms: `--flag` alone, or
+//! `--flag=VALUE` with any value Go's `strconv.ParseBool` accepts (kaniko parses its flags and
+//! `KANIKO_NO_PUSH` with it), and nothing else.
 
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::env;
+
+/// The values Go's `strconv.ParseBool` accepts, which is what kaniko (pflag) parses
+/// `--flag=VALUE` and its boolean environment variables with.
+pub const GO_BOOL_TRUE: &[&str] = &["1", "t", "T", "TRUE", "true", "True"];
+/// See [`GO_BOOL_TRUE`].
+pub const GO_BOOL_FALSE: &[&str] = &["0", "f", "F", "FALSE", "false", "False"];
+
+/// Parses a boolean exactly as Go's `strconv.ParseBool`: `1 t T TRUE true True` and
+/// `0 f F FALSE false False`; anything else (`yes`, `on`, `tRuE`, ` true`) is an error.
+pub fn go_bool(raw: &str) -> Result<bool, String> {
+    if GO_BOOL_TRUE.contains(&raw) {
+        Ok(true)
+    } else if GO_BOOL_FALSE.contains(&raw) {
+        Ok(false)
+    } else {
+        Err(format!(
+            "`{raw}` is not a boolean\nhint: use one of {} (true) or {} (false)",
+            GO_BOOL_TRUE.join(", "),
+            GO_BOOL_FALSE.join(", ")
+        ))
+    }
+}
+
+/// [`go_bool`] for `--no-push`, whose value may come from `KANIKO_NO_PUSH`: the message names
+/// both, since clap's names only the flag.
+fn no_push_bool(raw: &str) -> Result<bool, String> {
+    go_bool(raw).map_err(|e| {
+        e.replacen(
+            " is not a boolean",
+            &format!(
+                " is not a boolean (the value of --no-push or {})",
+                env::KANIKO_NO_PUSH
+            ),
+            1,
+        )
+    })
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -101,7 +139,7 @@ pub struct BuildArgs {
     pub target: Option<String>,
 
     /// Build only the stages the target needs.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub skip_unused_stages: bool,
 
     /// Platform to build for, os/arch[/variant] (default: the host's).
@@ -109,7 +147,7 @@ pub struct BuildArgs {
     pub custom_platform: Option<String>,
 
     /// Set every timestamp to the epoch (or SOURCE_DATE_EPOCH) so equal inputs give equal digests.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub reproducible: bool,
 
     #[command(flatten)]
@@ -155,7 +193,7 @@ pub struct RunFlags {
     pub isolation: IsolationArg,
 
     /// Allow in-place isolation outside gantry's own image (it overwrites the root filesystem).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub force: bool,
 
     /// Extra attempts when unpacking a layer fails.
@@ -172,23 +210,23 @@ pub struct RunFlags {
     pub ignore_path: Vec<PathBuf>,
 
     /// Keep /var/run out of in-place snapshots (kaniko's default).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub ignore_var_run: bool,
 
     /// Empty the root filesystem RUN used once the build is done. With in-place isolation that
     /// is `/` (gantry's own files, /workspace, mounts and --ignore-path kept), so the container
     /// can run another build; with chroot it is in the work directory, which is always removed.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub cleanup: bool,
 
     /// Merge every layer the final stage adds on top of its base into one.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub single_snapshot: bool,
 
     /// kaniko's switch for detecting RUN changes without a full filesystem snapshot. gantry always
     /// does this (the overlay upper directory is the diff), so the flag is accepted and changes
     /// nothing.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub use_new_run: bool,
 }
 
@@ -217,7 +255,7 @@ pub struct WarmArgs {
     pub custom_platform: Option<String>,
 
     /// Download layers again even when the directory has them.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub force: bool,
 
     #[command(flatten)]
@@ -236,7 +274,7 @@ pub struct CacheFlags {
     pub cache_dir: Option<PathBuf>,
 
     /// Reuse RUN layers from a registry repository, and store new ones there.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub cache: bool,
 
     /// Repository of the layer cache (default: `<first destination's repository>/cache`). It holds
@@ -249,21 +287,21 @@ pub struct CacheFlags {
     pub cache_ttl: String,
 
     /// Cache RUN layers (kaniko's default).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub cache_run_layers: bool,
 
     /// Cache COPY layers too. Not supported yet (COPY writes its layer straight from the
     /// context, which costs about what hashing the sources would): `true` is an error.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub cache_copy_layers: bool,
 
     /// Compress cached layers (kaniko's default). gantry streams every layer compressed, so
     /// `false` is an error.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub compressed_caching: bool,
 
     /// Read the layer cache but do not write new entries to it.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub no_push_cache: bool,
 }
 
@@ -271,7 +309,7 @@ pub struct CacheFlags {
 #[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// Build the image but push nothing.
-    #[arg(long, env = env::KANIKO_NO_PUSH, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, env = env::KANIKO_NO_PUSH, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = no_push_bool, value_name = "BOOL")]
     pub no_push: bool,
 
     /// Write the image as a docker-archive tarball (`podman load`, `docker load`).
@@ -299,11 +337,11 @@ pub struct OutputArgs {
 #[command(next_help_heading = "Registries")]
 pub struct RegistryArgs {
     /// Push to insecure registries over plain HTTP.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub insecure: bool,
 
     /// Pull from insecure registries over plain HTTP.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub insecure_pull: bool,
 
     /// Registry (host[:port]) to reach over plain HTTP, for pulls and pushes (repeatable).
@@ -311,11 +349,11 @@ pub struct RegistryArgs {
     pub insecure_registry: Vec<String>,
 
     /// Push without verifying the registry's TLS certificate.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub skip_tls_verify: bool,
 
     /// Pull without verifying the registry's TLS certificate.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub skip_tls_verify_pull: bool,
 
     /// Registry whose TLS certificate is not verified, for pulls and pushes (repeatable).
@@ -339,7 +377,7 @@ pub struct RegistryArgs {
     pub registry_map: Vec<String>,
 
     /// Fail instead of falling back to the original registry when every mirror fails.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub skip_default_registry_fallback: bool,
 
     /// Extra attempts for a failed push operation.
@@ -351,11 +389,11 @@ pub struct RegistryArgs {
     pub image_download_retry: u32,
 
     /// Treat a rejected push of an existing immutable tag as success.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub push_ignore_immutable_tag_errors: bool,
 
     /// Do not check push permission on every destination before building.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub skip_push_permission_check: bool,
 }
 
@@ -377,7 +415,7 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 
     /// Prefix log lines with a timestamp.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub log_timestamp: bool,
 }
 
@@ -435,15 +473,15 @@ pub struct ManifestGlobalArgs {
     pub docker_cfg: Option<PathBuf>,
 
     /// Do not verify registries' TLS certificates.
-    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub insecure: bool,
 
     /// Talk plain HTTP to the registries involved (target and sources).
-    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub plain_http: bool,
 
     /// Debug logging.
-    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, global = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub debug: bool,
 }
 
@@ -511,7 +549,7 @@ pub struct ManifestFromArgs {
     pub annotations: Vec<String>,
 
     /// Warn and skip a source image that does not exist.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub ignore_missing: bool,
 }
 
@@ -522,7 +560,7 @@ pub struct ManifestFromSpec {
     pub file: PathBuf,
 
     /// Warn and skip a source image that does not exist.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub ignore_missing: bool,
 }
 
@@ -533,7 +571,7 @@ pub struct ManifestInspectArgs {
     pub reference: String,
 
     /// Print the exact bytes the registry serves.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub raw: bool,
 }
 
@@ -566,6 +604,69 @@ mod tests {
         let b = parse(&["--reproducible", "-d", "r/x:1"]);
         assert!(b.reproducible);
         assert_eq!(b.destination, vec!["r/x:1"]);
+    }
+
+    #[test]
+    fn boolean_values_are_exactly_go_parse_bool() {
+        for v in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(go_bool(v), Ok(true), "{v}");
+            assert!(parse(&[&format!("--no-push={v}")]).output.no_push, "{v}");
+            assert!(parse(&[&format!("--reproducible={v}")]).reproducible, "{v}");
+        }
+        for v in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(go_bool(v), Ok(false), "{v}");
+            assert!(
+                !parse(&[&format!("--cache-run-layers={v}")])
+                    .cache
+                    .cache_run_layers
+            );
+        }
+        for v in [
+            "", "yes", "no", "on", "off", "tRUE", "fALSE", "2", " true", "true ",
+        ] {
+            let err = go_bool(v).unwrap_err();
+            assert!(err.starts_with(&format!("`{v}` is not a boolean")), "{err}");
+            assert!(
+                err.contains("\nhint: use one of 1, t, T, TRUE, true, True"),
+                "{err}"
+            );
+            let mut full = vec!["gantry", "build"];
+            let flag = format!("--insecure={v}");
+            full.push(&flag);
+            let err = Cli::try_parse_from(full).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{v}` is not a boolean")), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_boolean_flag_takes_go_booleans() {
+        // Walk the whole command tree: a BOOL flag added later without `go_bool` fails here.
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut usize) {
+            for arg in cmd.get_arguments() {
+                let is_bool = arg
+                    .get_value_names()
+                    .is_some_and(|names| names.iter().any(|n| n == "BOOL"));
+                if !is_bool {
+                    continue;
+                }
+                *seen += 1;
+                let long = arg.get_long().expect("boolean flags are long flags");
+                let alone = clap::Command::new("t").arg(arg.clone().global(false));
+                let parsed = alone
+                    .clone()
+                    .try_get_matches_from(["t", &format!("--{long}=T")])
+                    .unwrap_or_else(|e| panic!("{path} --{long}=T: {e}"));
+                assert_eq!(parsed.get_one::<bool>(arg.get_id().as_str()), Some(&true));
+                let refused = alone.try_get_matches_from(["t", &format!("--{long}=yes")]);
+                assert!(refused.is_err(), "{path} --{long} accepts `yes`");
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), seen);
+            }
+        }
+        let mut seen = 0;
+        walk(&Cli::command(), "gantry", &mut seen);
+        assert!(seen >= 30, "only {seen} boolean flags found");
     }
 
     #[test]
@@ -747,12 +848,12 @@ pub struct CiBuildArgs {
 
     /// Push one tag per architecture named by TEMPLATE instead of the final tags, for a later
     /// `gantry ci manifest` to stitch.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub per_arch: bool,
 
     /// Push the image to each image repository by digest only, with no tag (build-push-action's
     /// `push-by-digest`); allowed when no tag rule applies. The digest is in the outputs.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub push_by_digest: bool,
 
     /// Per-architecture tag template: `{{tag}}` (the main tag), `{{arch}}`, `{{variant}}` (empty
@@ -800,7 +901,7 @@ pub struct CiManifestArgs {
     pub platforms: Vec<String>,
 
     /// Warn and leave out a platform whose per-architecture image is missing.
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub ignore_missing: bool,
 
     /// Per-architecture tag template, as given to `ci build --per-arch`: `{{tag}}` (the main

@@ -3,7 +3,8 @@
 //! Code elsewhere refers to these constants instead of spelling variable names, so this file is
 //! the complete list of what the environment can change.
 
-/// kaniko's switch for `--no-push` (`true`/`false`).
+/// kaniko's switch for `--no-push`: a Go boolean (`1`, `t`, `true`, `0`, `f`, `false`, ...; see
+/// `crate::cli::go_bool`). `--no-push` on the command line wins.
 pub const KANIKO_NO_PUSH: &str = "KANIKO_NO_PUSH";
 /// kaniko's `--registry-mirror`, a `;`-separated list.
 pub const KANIKO_REGISTRY_MIRROR: &str = "KANIKO_REGISTRY_MIRROR";

@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            gantry::report::print_error(&format!("{err:#}"));
             ExitCode::FAILURE
         }
     }

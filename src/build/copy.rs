@@ -2,7 +2,8 @@
 //!
 //! Destinations are resolved against the filesystem index of the stage, so a path through a
 //! symlinked directory lands where Docker puts it (on a merged-/usr base, `COPY app /bin/app`
-//! writes /usr/bin/app and /bin stays a link).
+//! writes /usr/bin/app and /bin stays a link) - except with `--link`, whose layer is made
+//! independently of the stage (BuildKit's meaning).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub async fn copy(
     args: &CopyArgs,
     is_add: bool,
 ) -> Result<LayerRef> {
-    let expand = |w: &str| b.expand(image, scope, w);
+    let expand = |w: &str| b.expand(&ins.kind, image, scope, w);
     let dest_raw = expand(&args.dest)?;
     let from = args.from.as_deref().map(expand).transpose()?;
     let chown = args.chown.as_deref().map(expand).transpose()?;
@@ -46,8 +47,13 @@ pub async fn copy(
         .filter(|s| !is_heredoc_marker(s, &heredoc_names))
         .map(|s| expand(s))
         .collect::<Result<_>>()?;
-    if is_add && (args.checksum.is_some()) && srcs.iter().any(|s| !is_url(s)) {
-        bail!("ADD --checksum is only valid with a URL source");
+    if is_add && args.checksum.is_some() {
+        if let Some(s) = srcs.iter().find(|s| !is_url(s) || sources::is_git_url(s)) {
+            bail!("ADD --checksum is only valid with a URL source, not `{s}`\nhint: --checksum checks a file downloaded over http(s); remove it for context files and git repositories");
+        }
+    }
+    if args.keep_git_dir && !srcs.iter().any(|s| sources::is_git_url(s)) {
+        bail!("ADD --keep-git-dir applies to git repository sources, and none is given\nhint: remove --keep-git-dir, or add a git URL such as `https://host/repo.git#main`");
     }
 
     let index = b.index_of(image).await?;
@@ -55,6 +61,12 @@ pub async fn copy(
         .as_deref()
         .map(|c| resolve_chown(&index, c))
         .transpose()?;
+    // `--link`: the layer is made on its own, as if on an empty image, so it does not depend on
+    // the state below it (BuildKit rebases it onto whatever base comes): the destination is not
+    // resolved through the base's symlinks and every parent directory is written fresh (0755,
+    // the --chown owner). Users and groups of --chown are still looked up in the image.
+    let empty = FsIndex::new();
+    let place_index: &FsIndex = if args.link { &empty } else { &index };
     let spool = b.spool_dir.join(format!("{}-{}", stage.index, ins.line));
 
     // Gather what to copy.
@@ -90,6 +102,11 @@ pub async fn copy(
         )?);
     } else {
         for src in &srcs {
+            if is_add && sources::is_git_url(src) {
+                let dir = spool.join(format!("git-{}", matches.len()));
+                matches.push(sources::from_git(src, args.keep_git_dir, &dir)?);
+                continue;
+            }
             if is_add && is_url(src) {
                 matches.push(sources::from_url(src, args.checksum.as_deref(), &spool).await?);
                 continue;
@@ -141,13 +158,13 @@ pub async fn copy(
     if matches.len() > 1 && !dest_is_dir_syntax {
         bail!("copying more than one source needs a directory destination ending in `/`, not `{dest_raw}`");
     }
-    let dest_is_dir = dest_is_dir_syntax || multiple || index.is_dir(&dest);
+    let dest_is_dir = dest_is_dir_syntax || multiple || place_index.is_dir(&dest);
 
     let mtime_now = b
         .settings
         .fixed_time
         .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
-    let mut plan = Placement::new(&index, owner, chmod, mtime_now);
+    let mut plan = Placement::new(place_index, owner, chmod, mtime_now);
     for m in matches {
         if m.is_dir() {
             let root = plan.resolve(&dest, true)?;
@@ -375,8 +392,14 @@ async fn write_placement(
     };
     let count = entries.len();
     let start = std::time::Instant::now();
-    let blob =
-        tokio::task::block_in_place(|| crate::layer::write_layer(&b.blob_dir, entries, &opts))?;
+    let progress = crate::report::Progress::bytes(
+        "writing layer",
+        Some(crate::layer::estimated_tar_size(&entries)),
+    );
+    let blob = tokio::task::block_in_place(|| {
+        crate::layer::write_layer_with_progress(&b.blob_dir, entries, &opts, &|n| progress.inc(n))
+    })?;
+    progress.finish("");
     tracing::info!(
         "layer {} ({} entries, {}) written in {:.2?}",
         crate::build::executor::short_digest(&blob.digest),
@@ -486,6 +509,31 @@ mod tests {
         let err = resolve_chown(&idx, "ghost").unwrap_err().to_string();
         assert!(err.contains("`ghost`"), "{err}");
         assert!(resolve_chown(&idx, "app:nogroup").is_err());
+    }
+
+    #[test]
+    fn git_urls_are_told_apart_from_downloads() {
+        for git in [
+            "https://example.com/org/repo.git",
+            "https://example.com/org/repo.git#v1.0",
+            "https://example.com/org/repo.git/#main:docs",
+            "http://127.0.0.1:8080/r.git",
+            "git://example.com/org/repo",
+            "git@github.com:org/repo.git",
+            "ssh://git@example.com/org/repo.git",
+        ] {
+            assert!(sources::is_git_url(git), "{git}");
+        }
+        for plain in [
+            "https://example.com/tool.tar.gz",
+            "https://example.com/repo.git.tar.gz",
+            "https://example.com/download?file=x.git",
+            "http://example.com/",
+            "repo.git",
+            "./git@x",
+        ] {
+            assert!(!sources::is_git_url(plain), "{plain}");
+        }
     }
 
     #[test]

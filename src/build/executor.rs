@@ -578,9 +578,10 @@ impl Builder {
                     let value = match self.build_args.take(&decl.name) {
                         Some(v) => Some(v),
                         None => match &decl.default {
-                            Some(raw) => {
-                                Some(self.expand(image, scope, raw).with_context(|| at.clone())?)
-                            }
+                            Some(raw) => Some(
+                                self.expand(&ins.kind, image, scope, raw)
+                                    .with_context(|| at.clone())?,
+                            ),
                             None => {
                                 self.global_args
                                     .get(&decl.name)
@@ -606,7 +607,9 @@ impl Builder {
                 self.record(image, ins, Some(layer));
             }
             InstructionKind::Workdir(raw) => {
-                let dir = self.expand(image, scope, raw).with_context(|| at.clone())?;
+                let dir = self
+                    .expand(&ins.kind, image, scope, raw)
+                    .with_context(|| at.clone())?;
                 let layer = crate::build::copy::workdir(self, image, &dir)
                     .await
                     .with_context(|| format!("{at}: {}", ins.original))?;
@@ -628,16 +631,20 @@ impl Builder {
         Ok(())
     }
 
-    /// Expands a word with the stage's variables (ENV over ARG).
+    /// A word of instruction `kind` with the stage's variables (ENV over ARG) substituted, when
+    /// `kind` is one Docker expands ([`InstructionKind::expands_env`]), else as written.
     pub(crate) fn expand(
         &self,
+        kind: &InstructionKind,
         image: &StageImage,
         scope: &StageScope,
         word: &str,
     ) -> Result<String> {
         let env = image.config.config.env.clone().unwrap_or_default();
         let lookup = |name: &str| scope.lookup(&env, name);
-        dockerfile::expand_word(word, self.dockerfile.escape, &lookup).map_err(|e| anyhow!("{e}"))
+        crate::build::instructions::Expander::new(kind, self.dockerfile.escape, &lookup)
+            .word(word)
+            .map_err(|e| anyhow!("{e}"))
     }
 
     /// `--cleanup`: empties the in-place root filesystem. A chroot's root lives in the work

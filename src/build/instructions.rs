@@ -11,17 +11,67 @@ type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     #[error("{0}")]
-    Expand(String),
+    Expand(#[from] dockerfile::ExpandError),
     #[error("invalid port `{0}`\nhint: use PORT, PORT/PROTO or START-END[/PROTO], e.g. 8080/tcp")]
     BadPort(String),
 }
 
-fn expand(word: &str, escape: char, lookup: Lookup) -> Result<String, MetadataError> {
-    dockerfile::expand_word(word, escape, lookup).map_err(|e| MetadataError::Expand(e.to_string()))
+/// The words of one instruction, expanded with the ARG and ENV values in effect or kept as
+/// written: [`InstructionKind::expands_env`] decides, here for metadata instructions and in the
+/// executor for ARG, WORKDIR, COPY and ADD, so that table is the only place the choice is made.
+#[derive(Clone, Copy)]
+pub struct Expander<'a> {
+    expands: bool,
+    escape: char,
+    lookup: Lookup<'a>,
 }
 
-fn expand_words(text: &str, escape: char, lookup: Lookup) -> Result<Vec<String>, MetadataError> {
-    dockerfile::expand_words(text, escape, lookup).map_err(|e| MetadataError::Expand(e.to_string()))
+impl<'a> Expander<'a> {
+    pub fn new(kind: &InstructionKind, escape: char, lookup: Lookup<'a>) -> Expander<'a> {
+        Expander {
+            expands: kind.expands_env(),
+            escape,
+            lookup,
+        }
+    }
+
+    /// The same instruction's expander with another lookup (ENV pairs see earlier pairs).
+    pub fn with_lookup<'b>(self, lookup: Lookup<'b>) -> Expander<'b> {
+        Expander {
+            expands: self.expands,
+            escape: self.escape,
+            lookup,
+        }
+    }
+
+    /// One word: quotes removed and variables substituted, or the raw text.
+    pub fn word(&self, raw: &str) -> Result<String, dockerfile::ExpandError> {
+        if self.expands {
+            dockerfile::expand_word(raw, self.escape, self.lookup)
+        } else {
+            Ok(raw.to_string())
+        }
+    }
+
+    /// A list of words split after substitution (EXPOSE, VOLUME), or split on blanks as written.
+    pub fn words(&self, raw: &str) -> Result<Vec<String>, dockerfile::ExpandError> {
+        if self.expands {
+            dockerfile::expand_words(raw, self.escape, self.lookup)
+        } else {
+            Ok(raw.split_whitespace().map(str::to_string).collect())
+        }
+    }
+
+    fn form(&self, form: &CommandForm) -> Result<CommandForm, dockerfile::ExpandError> {
+        Ok(match form {
+            CommandForm::Exec(args) => CommandForm::Exec(
+                args.iter()
+                    .map(|a| self.word(a))
+                    .collect::<Result<_, _>>()?,
+            ),
+            CommandForm::Shell(cmd) => CommandForm::Shell(self.word(cmd)?),
+        })
+    }
 }
 
 /// The default shell of RUN, CMD and ENTRYPOINT in shell form.
@@ -35,19 +85,20 @@ pub fn apply_metadata(
     escape: char,
     lookup: Lookup,
 ) -> Result<(), MetadataError> {
+    let x = Expander::new(kind, escape, lookup);
     let c = &mut config.config;
     match kind {
         InstructionKind::Env(pairs) => {
             let mut env = c.env.take().unwrap_or_default();
             for (k, v) in pairs {
                 // Each pair sees the values set before it on the same line, as Docker does.
-                let key = expand(k, escape, lookup)?;
+                let key = x.word(k)?;
                 let value = {
                     let env_now = env.clone();
                     let inner = |name: &str| {
                         crate::build::scope::env_lookup(&env_now, name).or_else(|| lookup(name))
                     };
-                    expand(v, escape, &inner)?
+                    x.with_lookup(&inner).word(v)?
                 };
                 env_set(&mut env, &key, &value);
             }
@@ -56,15 +107,15 @@ pub fn apply_metadata(
         InstructionKind::Label(pairs) => {
             let labels = c.labels.get_or_insert_with(BTreeMap::new);
             for (k, v) in pairs {
-                labels.insert(expand(k, escape, lookup)?, expand(v, escape, lookup)?);
+                labels.insert(x.word(k)?, x.word(v)?);
             }
         }
-        InstructionKind::Maintainer(who) => config.author = Some(who.clone()),
-        InstructionKind::User(u) => c.user = Some(expand(u, escape, lookup)?),
+        InstructionKind::Maintainer(who) => config.author = Some(x.word(who)?),
+        InstructionKind::User(u) => c.user = Some(x.word(u)?),
         InstructionKind::Expose(ports) => {
             let exposed = c.exposed_ports.get_or_insert_with(BTreeMap::new);
             for raw in ports {
-                for word in expand_words(raw, escape, lookup)? {
+                for word in x.words(raw)? {
                     for port in expand_port(&word)? {
                         exposed.insert(port, Empty {});
                     }
@@ -74,7 +125,7 @@ pub fn apply_metadata(
         InstructionKind::Volume(vols) => {
             let volumes = c.volumes.get_or_insert_with(BTreeMap::new);
             for raw in vols {
-                for v in expand_words(raw, escape, lookup)? {
+                for v in x.words(raw)? {
                     if !v.is_empty() {
                         volumes.insert(v, Empty {});
                     }
@@ -82,16 +133,18 @@ pub fn apply_metadata(
             }
         }
         InstructionKind::Cmd(form) => {
-            c.cmd = Some(command_vec(form, c.shell.as_deref()));
+            c.cmd = Some(command_vec(&x.form(form)?, c.shell.as_deref()));
         }
         InstructionKind::Entrypoint(form) => {
-            c.entrypoint = Some(command_vec(form, c.shell.as_deref()));
+            c.entrypoint = Some(command_vec(&x.form(form)?, c.shell.as_deref()));
             // Docker: an ENTRYPOINT resets a CMD inherited from the base image. A CMD set earlier
             // in this stage is cleared too; Docker documents setting CMD after ENTRYPOINT.
             c.cmd = None;
         }
-        InstructionKind::Shell(shell) => c.shell = Some(shell.clone()),
-        InstructionKind::StopSignal(sig) => c.stop_signal = Some(expand(sig, escape, lookup)?),
+        InstructionKind::Shell(shell) => {
+            c.shell = Some(shell.iter().map(|w| x.word(w)).collect::<Result<_, _>>()?)
+        }
+        InstructionKind::StopSignal(sig) => c.stop_signal = Some(x.word(sig)?),
         InstructionKind::Healthcheck(hc) => {
             c.healthcheck = Some(match hc {
                 Healthcheck::None => HealthConfig {
@@ -106,11 +159,11 @@ pub fn apply_metadata(
                     start_interval,
                     retries,
                 } => HealthConfig {
-                    test: match test {
-                        CommandForm::Exec(args) => std::iter::once("CMD".to_string())
-                            .chain(args.iter().cloned())
-                            .collect(),
-                        CommandForm::Shell(cmd) => vec!["CMD-SHELL".into(), cmd.clone()],
+                    test: match x.form(test)? {
+                        CommandForm::Exec(args) => {
+                            std::iter::once("CMD".to_string()).chain(args).collect()
+                        }
+                        CommandForm::Shell(cmd) => vec!["CMD-SHELL".into(), cmd],
                     },
                     interval: interval.unwrap_or(0),
                     timeout: timeout.unwrap_or(0),
@@ -123,7 +176,7 @@ pub fn apply_metadata(
         InstructionKind::Onbuild(trigger) => {
             c.on_build
                 .get_or_insert_with(Vec::new)
-                .push(trigger.clone());
+                .push(x.word(trigger)?);
         }
         InstructionKind::Arg(_)
         | InstructionKind::Workdir(_)
@@ -249,6 +302,50 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.config.cmd.as_deref().unwrap(), ["--help"]);
+    }
+
+    #[test]
+    fn metadata_words_are_expanded_exactly_when_expands_env_says() {
+        use crate::dockerfile::Healthcheck;
+        let lookup = |n: &str| (n == "V").then(|| "8080".to_string());
+        let kinds = vec![
+            InstructionKind::Env(vec![("K".into(), "$V".into())]),
+            InstructionKind::Label(vec![("k".into(), "${V}".into())]),
+            InstructionKind::User("$V".into()),
+            InstructionKind::Expose(vec!["$V".into()]),
+            InstructionKind::Volume(vec!["/data/$V".into()]),
+            InstructionKind::StopSignal("$V".into()),
+            InstructionKind::Maintainer("$V".into()),
+            InstructionKind::Cmd(CommandForm::Shell("echo $V".into())),
+            InstructionKind::Entrypoint(CommandForm::Exec(vec!["echo".into(), "$V".into()])),
+            InstructionKind::Shell(vec!["/bin/$V".into()]),
+            InstructionKind::Healthcheck(Healthcheck::Check {
+                test: CommandForm::Shell("probe $V".into()),
+                interval: None,
+                timeout: None,
+                start_period: None,
+                start_interval: None,
+                retries: None,
+            }),
+            InstructionKind::Onbuild("LABEL k=$V".into()),
+        ];
+        let mut expanding = 0;
+        for kind in kinds {
+            let mut cfg = ImageConfig::default();
+            apply_metadata(&mut cfg, &kind, '\\', &lookup).unwrap();
+            let json = String::from_utf8(crate::image::canonical_json(&cfg)).unwrap();
+            let expands = kind.expands_env();
+            expanding += usize::from(expands);
+            assert_eq!(json.contains("8080"), expands, "{}: {json}", kind.keyword());
+            assert_eq!(
+                json.contains("$V") || json.contains("${V}"),
+                !expands,
+                "{}: {json}",
+                kind.keyword()
+            );
+        }
+        // ENV, LABEL, USER, EXPOSE, VOLUME and STOPSIGNAL expand; the rest keep `$V` for the shell.
+        assert_eq!(expanding, 6);
     }
 
     #[test]

@@ -128,7 +128,17 @@ async fn push(b: &Builder, built: &BuiltImage, dest: &Reference) -> Result<()> {
         blobs,
     };
     let start = std::time::Instant::now();
-    let progress = crate::report::Progress::bytes(format!("pushing {dest}"), None);
+    // The bar follows the blob files the upload reads; mounted and already-present blobs are
+    // not read, so the bar can end short of its total.
+    let files: Vec<std::path::PathBuf> = image
+        .blobs
+        .iter()
+        .filter_map(|blob| match &blob.source {
+            BlobSource::File(path) => Some(path.clone()),
+            BlobSource::Remote(_) => None,
+        })
+        .collect();
+    let progress = crate::report::Progress::watch_reads(format!("pushing {dest}"), &files);
     let result = b.client.push_image(dest, &image).await;
     progress.finish("");
     match result {

@@ -1,5 +1,5 @@
 //! What COPY and ADD copy: source trees from the context, another stage or image, a heredoc, a
-//! URL or a local archive, each turned into the same list of items.
+//! URL, a git repository or a local archive, each turned into the same list of items.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -310,6 +310,190 @@ pub async fn from_url(url: &str, checksum: Option<&str>, spool: &Path) -> Result
         },
         children: Vec::new(),
     })
+}
+
+/// Whether an ADD source names a git repository, as BuildKit tells: `git://`, `git@host:`,
+/// `ssh://`, or an `http(s)://` address whose path ends in `.git` (a `#ref` may follow).
+pub fn is_git_url(s: &str) -> bool {
+    if s.starts_with("git://") || s.starts_with("git@") || s.starts_with("ssh://") {
+        return true;
+    }
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let location = rest.split('#').next().unwrap_or(rest);
+    let path = location.split('?').next().unwrap_or(location);
+    path.trim_end_matches('/').ends_with(".git")
+}
+
+/// Clones an ADD git source into `spool` with the git context code and lists its files. The
+/// fragment is BuildKit's `#REF[:SUBDIR]`: REF a branch, a tag, `refs/...` or a full commit id
+/// (default: the remote's HEAD); SUBDIR the directory of the repository to copy. `.git` is left
+/// out unless `keep_git_dir`. Tracked files get 0644, or 0755 when executable (what git
+/// records), whatever the umask of the checkout.
+pub fn from_git(src: &str, keep_git_dir: bool, spool: &Path) -> Result<SourceMatch> {
+    use crate::context::source::{git, GitContext, GitOptions};
+    let (location, fragment) = match src.split_once('#') {
+        Some((l, f)) => (l, Some(f)),
+        None => (src, None),
+    };
+    if location.starts_with("git@") || location.starts_with("ssh://") {
+        bail!(
+            "ADD `{src}`: git over SSH is not supported (gantry's libgit2 is built without SSH)\n\
+             hint: use the repository's https:// address; set GIT_TOKEN, or GIT_USERNAME and GIT_PASSWORD, for a private one"
+        );
+    }
+    let (reference, subdir) = match fragment.filter(|f| !f.is_empty()) {
+        None => (None, None),
+        Some(f) => match f.split_once(':') {
+            Some((r, d)) => (Some(r).filter(|r| !r.is_empty()), Some(d)),
+            None => (Some(f), None),
+        },
+    };
+    let mut url = url::Url::parse(location)
+        .with_context(|| format!("ADD source `{src}` is not a valid git URL"))?;
+    let url_credentials = (!url.username().is_empty()).then(|| {
+        (
+            url.username().to_string(),
+            url.password().unwrap_or_default().to_string(),
+        )
+    });
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let shown = match fragment {
+        Some(f) => format!("{url}#{f}"),
+        None => url.to_string(),
+    };
+    let context = |reference: Option<String>, commit: Option<String>| GitContext {
+        url: url.to_string(),
+        reference,
+        commit,
+        url_credentials: url_credentials.clone(),
+        options: GitOptions::default(),
+    };
+    // A full commit id is checked out from what HEAD brings; `refs/...` is fetched as written;
+    // any other name is a branch, else a tag (git's own order for a short name).
+    let attempts: Vec<GitContext> = match reference {
+        None => vec![context(None, None)],
+        Some(r) if r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            vec![context(None, Some(r.to_string()))]
+        }
+        Some(r) if r.starts_with("refs/") => vec![context(Some(r.to_string()), None)],
+        Some(r) => vec![
+            context(Some(format!("refs/heads/{r}")), None),
+            context(Some(format!("refs/tags/{r}")), None),
+        ],
+    };
+    let checkout = spool.join("git");
+    let mut last_error = None;
+    for attempt in &attempts {
+        let _ = std::fs::remove_dir_all(&checkout);
+        std::fs::create_dir_all(&checkout)?;
+        match tokio::task::block_in_place(|| git::clone(attempt, &checkout, &shown)) {
+            Ok(()) => {
+                last_error = None;
+                break;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    if let Some(e) = last_error {
+        let e = anyhow::Error::new(e);
+        return Err(match (reference, attempts.len()) {
+            (Some(r), 2) => e.context(format!(
+                "ADD `{shown}`: `{r}` is neither a branch nor a tag of the repository"
+            )),
+            _ => e.context(format!("ADD `{shown}`")),
+        });
+    }
+    let mut top_dir = checkout.clone();
+    if let Some(d) = subdir
+        .map(|d| d.trim_matches('/'))
+        .filter(|d| !d.is_empty())
+    {
+        if d.split('/').any(|c| c == ".." || c == ".") {
+            bail!("ADD `{src}`: the subdirectory `{d}` must stay inside the repository\nhint: write `#REF:path/in/repo`");
+        }
+        top_dir = checkout.join(d);
+        if !std::fs::symlink_metadata(&top_dir).is_ok_and(|m| m.is_dir()) {
+            bail!("ADD `{src}`: `{d}` is not a directory of the repository\nhint: write `#REF:path/in/repo` with an existing directory");
+        }
+    }
+    let skip_git = !keep_git_dir && top_dir == checkout;
+    let mut children = Vec::new();
+    walk_checkout(&top_dir, "", skip_git, &mut children)?;
+    Ok(SourceMatch {
+        name: String::new(),
+        top: SourceItem {
+            rel: String::new(),
+            kind: ItemKind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        },
+        children,
+    })
+}
+
+/// The files of a checkout below `dir`, in name order, as items relative to the top.
+fn walk_checkout(dir: &Path, rel: &str, skip_git: bool, out: &mut Vec<SourceItem>) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading `{}`", dir.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    for name in names {
+        let name = name.to_string_lossy().into_owned();
+        if skip_git && rel.is_empty() && name == ".git" {
+            continue;
+        }
+        let path = dir.join(&name);
+        let item_rel = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let meta = std::fs::symlink_metadata(&path)?;
+        let (kind, mode) = if meta.is_dir() {
+            (ItemKind::Dir, 0o755)
+        } else if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&path)?.to_string_lossy().into_owned();
+            (ItemKind::Symlink(target), 0o777)
+        } else if meta.is_file() {
+            let mode = if meta.mode() & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            (
+                ItemKind::File {
+                    source: EntrySource::Path(path.clone()),
+                    size: meta.len(),
+                },
+                mode,
+            )
+        } else {
+            continue;
+        };
+        let is_dir = matches!(kind, ItemKind::Dir);
+        out.push(SourceItem {
+            rel: item_rel.clone(),
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime: meta.mtime(),
+        });
+        if is_dir {
+            walk_checkout(&path, &item_rel, skip_git, out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Compression of a local file that ADD would extract.

@@ -89,6 +89,17 @@ pub fn expand_words(
     Lexer::new(escape, lookup).process(text).map(|(_, ws)| ws)
 }
 
+/// Checks the syntax of `word` without expanding it: an unterminated quote, a `${` without its
+/// `}`, a bad or unsupported substitution. Variables are left unset and never required, so the
+/// only errors are the ones no ARG or ENV value could fix - the parser reports them for every
+/// stage, built or not.
+pub fn check_syntax(word: &str, escape: char) -> Result<(), ExpandError> {
+    let none = |_: &str| None;
+    let mut lexer = Lexer::new(escape, &none);
+    lexer.skip_unset = true;
+    lexer.process(word).map(|_| ())
+}
+
 /// Splits `line` into words keeping quotes and escapes as written, with `\` as the escape
 /// character and every variable unset: BuildKit finds heredoc markers (`<<EOF`) this way.
 pub(crate) fn split_raw_words(line: &str) -> Result<Vec<String>, ExpandError> {

@@ -1,9 +1,10 @@
 //! The Dockerfile syntax tree: stages, instructions and their arguments.
 //!
 //! Words are kept raw (quotes, escapes and `$VAR` references as written) because they can only be
-//! expanded once the executor knows the ARG and ENV values in effect at that instruction; see
-//! [`InstructionKind::expands_env`] for which instructions Docker expands, and
-//! [`super::expand_word`] / [`super::expand_words`] for how.
+//! expanded once the executor knows the ARG and ENV values in effect at that instruction;
+//! [`InstructionKind::expands_env`] is the one table of which instructions Docker expands (the
+//! parser checks those words' syntax, the executor expands them), and [`super::expand_word`] /
+//! [`super::expand_words`] say how.
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +221,10 @@ impl InstructionKind {
 
     /// Whether Docker expands ARG/ENV references in this instruction's words (FROM, which is not
     /// an `InstructionKind`, is expanded too, with the global ARGs only).
+    ///
+    /// This table is the one place that decides: the parser checks the words of expanding
+    /// instructions for unterminated quotes and bad substitutions, and the executor and
+    /// `build::instructions::Expander` expand the words of an instruction only when it says so.
     pub fn expands_env(&self) -> bool {
         match self {
             InstructionKind::Add(_)
@@ -239,6 +244,55 @@ impl InstructionKind {
             | InstructionKind::Healthcheck(_)
             | InstructionKind::Onbuild(_)
             | InstructionKind::Maintainer(_) => false,
+        }
+    }
+}
+
+impl InstructionKind {
+    /// Every raw word the instruction carries that expansion would read: ARG defaults, ENV and
+    /// LABEL keys and values, the single argument of WORKDIR/USER/STOPSIGNAL/MAINTAINER, EXPOSE
+    /// and VOLUME words, CMD/ENTRYPOINT/RUN/HEALTHCHECK commands, SHELL words, the ONBUILD
+    /// trigger, and COPY/ADD sources, destination and `--from`/`--chown`/`--chmod`. Heredoc
+    /// bodies are not words. Which of them are expanded is [`InstructionKind::expands_env`]'s
+    /// business.
+    pub fn raw_words(&self) -> Vec<&str> {
+        fn form(f: &CommandForm) -> Vec<&str> {
+            match f {
+                CommandForm::Exec(args) => args.iter().map(String::as_str).collect(),
+                CommandForm::Shell(s) => vec![s.as_str()],
+            }
+        }
+        match self {
+            InstructionKind::Arg(decls) => {
+                decls.iter().filter_map(|d| d.default.as_deref()).collect()
+            }
+            InstructionKind::Env(pairs) | InstructionKind::Label(pairs) => pairs
+                .iter()
+                .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+                .collect(),
+            InstructionKind::Maintainer(s)
+            | InstructionKind::Workdir(s)
+            | InstructionKind::User(s)
+            | InstructionKind::StopSignal(s)
+            | InstructionKind::Onbuild(s) => vec![s.as_str()],
+            InstructionKind::Expose(words)
+            | InstructionKind::Volume(words)
+            | InstructionKind::Shell(words) => words.iter().map(String::as_str).collect(),
+            InstructionKind::Cmd(f) | InstructionKind::Entrypoint(f) => form(f),
+            InstructionKind::Healthcheck(Healthcheck::None) => Vec::new(),
+            InstructionKind::Healthcheck(Healthcheck::Check { test, .. }) => form(test),
+            InstructionKind::Run(run) => form(&run.command),
+            InstructionKind::Copy(c) | InstructionKind::Add(c) => c
+                .sources
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::once(c.dest.as_str()))
+                .chain(
+                    [&c.from, &c.chown, &c.chmod]
+                        .into_iter()
+                        .filter_map(|o| o.as_deref()),
+                )
+                .collect(),
         }
     }
 }

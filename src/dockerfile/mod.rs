@@ -91,6 +91,34 @@ impl Problem {
     }
 }
 
+/// Reports, at parse time, the word errors no ARG or ENV value could fix (an unterminated quote,
+/// a `${` without `}`) in the words Docker expands, so a stage that is never built still gets
+/// them, with its line and text.
+fn check_words<'a>(words: impl IntoIterator<Item = &'a str>, escape: char) -> Result<(), Problem> {
+    for word in words {
+        expand::check_syntax(word, escape).map_err(|e| {
+            let text = e.to_string();
+            match text.split_once("\nhint: ") {
+                Some((message, hint)) => Problem::new(message).hint(hint),
+                None => Problem::new(text),
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// [`check_words`] for what one line parsed into.
+fn check_parsed(parsed: &Parsed, escape: char) -> Result<(), Problem> {
+    match parsed {
+        Parsed::From { base, platform, .. } => check_words(
+            std::iter::once(base.as_str()).chain(platform.as_deref()),
+            escape,
+        ),
+        Parsed::Instruction(kind) if kind.expands_env() => check_words(kind.raw_words(), escape),
+        Parsed::Instruction(_) => Ok(()),
+    }
+}
+
 /// Parses a whole Dockerfile.
 pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let (directives, lines) = lex::lex(text)?;
@@ -98,7 +126,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let mut global_args = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
     for line in &lines {
-        let parsed = parse::parse_line(line, escape).map_err(|p| p.at(line.line, &line.text))?;
+        let parsed = parse::parse_line(line, escape)
+            .and_then(|parsed| check_parsed(&parsed, escape).map(|()| parsed))
+            .map_err(|p| p.at(line.line, &line.text))?;
         match parsed {
             Parsed::From {
                 base,
@@ -180,7 +210,10 @@ pub fn parse_instruction(text: &str, escape: char) -> Result<Instruction, ParseE
                 .at(second.line, &second.text))
         }
     };
-    match parse::parse_line(line, escape).map_err(|p| p.at(line.line, &line.text))? {
+    let parsed = parse::parse_line(line, escape)
+        .and_then(|parsed| check_parsed(&parsed, escape).map(|()| parsed))
+        .map_err(|p| p.at(line.line, &line.text))?;
+    match parsed {
         Parsed::Instruction(kind) => Ok(Instruction {
             line: line.line,
             original: line.text.clone(),

@@ -171,8 +171,11 @@ fn metadata_instructions() {
             InstructionKind::Expose(vec![s("80"), s("443/tcp"), s("53/udp")]),
         ),
         (
-            "EXPOSE \"80 443\"",
-            InstructionKind::Expose(vec![s("\"80"), s("443\"")]),
+            // Split on blanks first, quotes kept (BuildKit's parseStringsWhitespaceDelimited);
+            // `EXPOSE "80 443"` therefore has two unterminated words and is an error (see
+            // `unterminated_quotes_are_reported_at_parse_time_in_every_stage`).
+            "EXPOSE '80' \"443\"",
+            InstructionKind::Expose(vec![s("'80'"), s("\"443\"")]),
         ),
         (
             "VOLUME /data /logs",

@@ -183,6 +183,80 @@ fn file_errors_carry_line_and_text() {
 }
 
 #[test]
+fn unterminated_quotes_are_reported_at_parse_time_in_every_stage() {
+    // The broken word sits in a stage nothing builds (the target is `app`): it is still an
+    // error, with the line and text of the instruction.
+    let cases: &[(&str, usize, &str, &str)] = &[
+        (
+            "FROM a AS unused\nENV GREETING='hello\nFROM b AS app\n",
+            2,
+            "failed to expand `'hello`: unexpected end of text while looking for the matching single quote",
+            "ENV GREETING='hello",
+        ),
+        (
+            "FROM a\nLABEL \"title=x\n",
+            2,
+            "failed to expand `\"title`: unexpected end of text while looking for the matching double quote",
+            "LABEL \"title=x",
+        ),
+        (
+            "FROM a\nCOPY \"my file /dst/\n",
+            2,
+            "failed to expand `\"my`: unexpected end of text while looking for the matching double quote",
+            "COPY \"my file /dst/",
+        ),
+        (
+            "FROM a\nEXPOSE \"80 443\"\n",
+            2,
+            "failed to expand `\"80`: unexpected end of text while looking for the matching double quote",
+            "EXPOSE \"80 443\"",
+        ),
+        (
+            "FROM a\nWORKDIR /srv/${APP\n",
+            2,
+            "failed to expand `/srv/${APP`: missing `}` in a `${...}` substitution",
+            "WORKDIR /srv/${APP",
+        ),
+        (
+            "FROM ${BASE:-alpine\n",
+            1,
+            "failed to expand `${BASE:-alpine`: missing `}` in a `${...}` substitution",
+            "FROM ${BASE:-alpine",
+        ),
+        (
+            "FROM a\nONBUILD USER 'app\n",
+            2,
+            "invalid ONBUILD trigger: failed to expand `'app`: unexpected end of text while looking for the matching single quote",
+            "ONBUILD USER 'app",
+        ),
+    ];
+    for (src, line, message, text) in cases {
+        let e = parse(src).unwrap_err();
+        assert_eq!(
+            (e.line, e.message.as_str(), e.text.as_str()),
+            (*line, *message, *text),
+            "source {src:?}"
+        );
+        assert_eq!(
+            e.hint.as_deref().map(|h| h.starts_with("close the")),
+            Some(true),
+            "{e}"
+        );
+    }
+    // Instructions Docker does not expand keep their text for the shell: no error.
+    for src in [
+        "FROM a\nRUN echo 'unbalanced\n",
+        "FROM a\nCMD echo \"unbalanced\n",
+        "FROM a\nMAINTAINER O'Brien\n",
+        "FROM a\nONBUILD RUN echo 'x\n",
+    ] {
+        parse(src).unwrap_or_else(|e| panic!("{src:?}: {e}"));
+    }
+    // A variable that is unset or `${V:?}`-required is only known when the stage is built.
+    parse("FROM a\nENV A=${MISSING:?must_be_set} B=${X#[}\n").unwrap();
+}
+
+#[test]
 fn error_display() {
     let e = parse("FROM alpine\n\nFORM alpine\n").unwrap_err();
     assert_eq!(

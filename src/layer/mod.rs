@@ -15,7 +15,22 @@ mod write;
 use std::path::PathBuf;
 
 pub use read::{for_each_entry, ReadEntry, ReadKind};
-pub use write::{write_layer, GZIP_LEVEL};
+pub use write::{write_layer, write_layer_with_progress, GZIP_LEVEL};
+
+/// About how many bytes the uncompressed tar of `entries` has: a header block per entry, file
+/// data padded to whole blocks, two end-of-archive blocks (PAX records for long names and
+/// xattrs are not counted). The total for a progress bar over [`write_layer_with_progress`].
+pub fn estimated_tar_size(entries: &[LayerEntry]) -> u64 {
+    const BLOCK: u64 = 512;
+    let data: u64 = entries
+        .iter()
+        .map(|e| match &e.kind {
+            EntryKind::File { size, .. } => size.div_ceil(BLOCK) * BLOCK,
+            _ => 0,
+        })
+        .sum();
+    data + BLOCK * (entries.len() as u64 + 2)
+}
 
 /// Ownership, permissions, time and extended attributes of one layer entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -336,3 +336,36 @@ fn an_empty_layer_is_two_zero_blocks() {
     );
     assert!(read_all(&blob.path, &blob.media_type).is_empty());
 }
+
+#[test]
+fn progress_reports_every_uncompressed_byte_of_the_tar() {
+    let dir_ = tempfile::tempdir().unwrap();
+    let big = vec![b'x'; 3 * 1024 * 1024 + 17];
+    let entries = vec![
+        dir("/srv"),
+        bytes("/srv/big", &big),
+        bytes("/srv/small", b"hi"),
+    ];
+    let estimate = estimated_tar_size(&entries);
+    let seen = std::sync::atomic::AtomicU64::new(0);
+    let calls = std::sync::atomic::AtomicU64::new(0);
+    let blob = write_layer_with_progress(dir_.path(), entries, &opts(), &|n| {
+        seen.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    })
+    .unwrap();
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&blob.path).unwrap())
+        .read_to_end(&mut tar)
+        .unwrap();
+    let seen = seen.into_inner();
+    assert_eq!(seen, tar.len() as u64, "progress must add up to the tar");
+    assert_eq!(
+        estimate, seen,
+        "no PAX records here, so the estimate is exact"
+    );
+    assert!(
+        calls.into_inner() >= 4,
+        "a 3 MiB file is reported in 1 MiB units"
+    );
+}

@@ -64,6 +64,17 @@ pub fn write_layer(
     entries: Vec<LayerEntry>,
     opts: &LayerOptions,
 ) -> Result<LayerBlob, LayerError> {
+    write_layer_with_progress(blob_dir, entries, opts, &|_| {})
+}
+
+/// [`write_layer`], calling `progress` with the number of uncompressed tar bytes each time a
+/// unit of the stream is laid out (the sum is the uncompressed layer size), for a progress bar.
+pub fn write_layer_with_progress(
+    blob_dir: &Path,
+    entries: Vec<LayerEntry>,
+    opts: &LayerOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<LayerBlob, LayerError> {
     let plan = plan(entries)?;
     let blob_err = |source| LayerError::BlobDir {
         dir: blob_dir.to_path_buf(),
@@ -85,7 +96,7 @@ pub fn write_layer(
     let clamp = opts.mtime_clamp;
     let (plan, unit_rx, failed) = (&plan, &unit_rx, &failed);
     let (produced, compressed, stored) = std::thread::scope(|s| {
-        let producer = s.spawn(move || produce(plan, clamp, unit_tx, failed));
+        let producer = s.spawn(move || produce(plan, clamp, unit_tx, failed, progress));
         let compressors: Vec<_> = (0..workers)
             .map(|_| {
                 let tx = packed_tx.clone();
@@ -210,6 +221,7 @@ fn produce(
     clamp: Option<i64>,
     tx: SyncSender<Unit>,
     failed: &AtomicBool,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<String, LayerError> {
     let mut sink = TarSink {
         buf: Vec::with_capacity(CHUNK + 2 * header::BLOCK),
@@ -219,6 +231,7 @@ fn produce(
         tx,
         failed,
         hasher: Sha256::new(),
+        progress,
     };
     let result = produce_into(plan, clamp, &mut sink);
     if result.is_err() {
@@ -302,6 +315,7 @@ struct TarSink<'a> {
     tx: SyncSender<Unit>,
     failed: &'a AtomicBool,
     hasher: Sha256,
+    progress: &'a (dyn Fn(u64) + Sync),
 }
 
 impl TarSink<'_> {
@@ -328,6 +342,7 @@ impl TarSink<'_> {
         self.end_data();
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK + 2 * header::BLOCK));
         self.hasher.update(&data);
+        (self.progress)(data.len() as u64);
         let unit = Unit {
             seq: self.seq,
             data,

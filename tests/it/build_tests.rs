@@ -6,6 +6,27 @@ use std::path::Path;
 use crate::harness::registry::TestRegistry;
 use crate::harness::*;
 
+mod copy_add;
+mod image_config;
+mod kaniko_flags;
+
+/// The digest a plain-HTTP test registry serves for `repo:tag`, or `None` when the tag does not
+/// exist (asked with skopeo, not gantry).
+pub(crate) fn tag_digest(reg: &TestRegistry, repo_tag: &str) -> Option<String> {
+    let out = run(std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{}/{repo_tag}", reg.addr)));
+    if !out.status.success() {
+        let err = stderr(&out);
+        assert!(
+            err.contains("manifest unknown") || err.contains("not found"),
+            "skopeo failed for another reason than a missing tag: {err}"
+        );
+        return None;
+    }
+    Some(gantry::image::sha256_digest(&out.stdout))
+}
+
 /// Builds `dockerfile` in a fresh context with `files`, passing `args`; returns the output.
 pub(crate) fn build_in(
     ctx: &Path,
@@ -469,7 +490,25 @@ mod bad_input {
             &[],
             &["--destination", "UPPER/Case:tag"],
         ));
-        assert!(err.contains("UPPER/Case:tag"), "{err}");
+        assert!(err.contains("`UPPER/Case:tag`"), "{err}");
+        assert!(err.contains("\nhint: "), "{err}");
+    }
+
+    #[test]
+    fn unterminated_quote_in_an_unbuilt_stage_names_file_line_and_text() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = fails(build_in(
+            &tmp.path().join("ctx"),
+            "FROM scratch AS app\nCOPY f /f\nFROM scratch AS docs\nLABEL title=\"unfinished\n",
+            &[("f", "x")],
+            &["--no-push", "--target", "app", "--skip-unused-stages"],
+        ));
+        assert!(
+            err.contains("Dockerfile:line 4: failed to expand `\"unfinished`")
+                && err.contains("matching double quote: LABEL title=\"unfinished")
+                && err.contains("\nhint: close the quote"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -520,27 +559,65 @@ mod bad_input {
     }
 
     #[test]
-    fn failed_push_leaves_no_tag() {
-        // A registry that requires credentials and gets none: the push fails and the tag is absent.
-        let reg = TestRegistry::tls_basic();
+    fn failed_push_leaves_no_tag_and_an_existing_tag_unchanged() {
+        // The registry takes every blob but refuses the manifest: the push fails at its last
+        // step, and the real registry shows no new tag and the old one where it was.
+        let reg = TestRegistry::plain();
         let tmp = tempfile::tempdir().unwrap();
-        let dest = format!("{}/app/denied:1", reg.addr);
-        let err = fails(build_in(
-            &tmp.path().join("ctx"),
-            "FROM scratch\nCOPY f /f\n",
-            &[("f", "x")],
+        let df = "FROM scratch\nCOPY f /f\n";
+        let old = ok(build_in(
+            &tmp.path().join("ctx0"),
+            df,
+            &[("f", "old")],
             &[
                 "--destination",
-                &dest,
-                "--registry-certificate",
-                &format!("{}={}", reg.addr, reg.ca_pem.as_ref().unwrap().display()),
+                &format!("{}/app/refused:1", reg.addr),
+                "--insecure-registry",
+                &reg.addr,
+            ],
+        ));
+        let proxy = crate::harness::faultproxy::FaultProxy::start(
+            &reg.addr,
+            vec![crate::harness::faultproxy::Rule::new(
+                "PUT",
+                "/manifests/",
+                crate::harness::faultproxy::Fault::Status {
+                    code: 403,
+                    retry_after: None,
+                },
+            )
+            .always()],
+        );
+        let err = fails(build_in(
+            &tmp.path().join("ctx1"),
+            df,
+            &[("f", "new")],
+            &[
+                "--destination",
+                &format!("{}/app/refused:1", proxy.addr),
+                "--destination",
+                &format!("{}/app/refused:2", proxy.addr),
+                "--insecure-registry",
+                &proxy.addr,
             ],
         ));
         assert!(
-            err.contains("401") || err.to_lowercase().contains("unauthorized"),
+            err.contains(&format!("pushing {}/app/refused:1", proxy.addr)) && err.contains("403"),
             "{err}"
         );
         assert!(err.contains("hint:"), "{err}");
+        // The blobs went up (the failure was the manifest, mid-push) ...
+        assert!(
+            !proxy.matching("PUT", "/blobs/uploads/").is_empty(),
+            "{}",
+            proxy.describe()
+        );
+        // ... and no tag moved or appeared.
+        assert_eq!(
+            tag_digest(&reg, "app/refused:1").as_deref(),
+            Some(old.trim())
+        );
+        assert_eq!(tag_digest(&reg, "app/refused:2"), None);
     }
 }
 

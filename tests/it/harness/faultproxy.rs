@@ -40,6 +40,9 @@ pub enum Fault {
     /// Forward a cross-repository mount (`POST .../blobs/uploads/?mount=..&from=..`) without its
     /// `mount` and `from` parameters, so the registry opens an upload session and answers 202.
     DeclineMount,
+    /// Answer this status with this JSON body itself, for registry errors distribution never
+    /// sends (ECR's `TAG_INVALID` for an immutable tag, Harbor's immutability message).
+    Answer { code: u16, body: String },
 }
 
 impl Fault {
@@ -54,6 +57,7 @@ impl Fault {
             Fault::Stall(d) => format!("stall {d:?}"),
             Fault::FreshChallenge => "fresh challenge".into(),
             Fault::DeclineMount => "decline mount".into(),
+            Fault::Answer { code, .. } => format!("answer {code}"),
         }
     }
 }
@@ -372,6 +376,15 @@ fn answer(client: &mut TcpStream, code: u16, extra_headers: &[(String, String)])
     let body = format!(
         "{{\"errors\":[{{\"code\":\"FAULT\",\"message\":\"injected by the fault proxy ({code})\"}}]}}"
     );
+    answer_with(client, code, extra_headers, &body)
+}
+
+fn answer_with(
+    client: &mut TcpStream,
+    code: u16,
+    extra_headers: &[(String, String)],
+    body: &str,
+) -> io::Result<()> {
     let mut head = format!(
         "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
@@ -447,6 +460,11 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
                 .collect();
             log(*code);
             return answer(&mut client, *code, &extra);
+        }
+        Some(Fault::Answer { code, body }) => {
+            copy_body(&mut reader, &mut io::sink(), framing, None)?;
+            log(*code);
+            return answer_with(&mut client, *code, &[], body);
         }
         Some(Fault::FreshChallenge) => {
             copy_body(&mut reader, &mut io::sink(), framing, None)?;
