@@ -290,7 +290,12 @@ impl Client {
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !reauthenticated {
+            // Only the registry's own challenge is learnt: a 401 from storage behind a redirect
+            // or an upload location elsewhere says nothing about how to talk to `t.host`.
+            if status == StatusCode::UNAUTHORIZED
+                && !reauthenticated
+                && self.is_api_host(t, resp.url())
+            {
                 reauthenticated = true;
                 let challenge = resp
                     .headers()

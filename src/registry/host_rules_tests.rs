@@ -312,3 +312,60 @@ async fn plain_http_upload_location_of_an_https_registry_is_refused() {
         .iter()
         .any(|r| r.target.contains("/manifests/")));
 }
+
+/// A 401 from storage behind a redirect is that host's business: it does not replace the
+/// registry's own challenge, so the next call still uses the registry's token (and the
+/// registry's Basic credentials are not sent to a Bearer registry).
+#[tokio::test]
+async fn challenge_from_storage_behind_a_redirect_is_not_learnt_for_the_registry() {
+    let (_, desc) = blob_of(100);
+    let storage = FakeServer::start(|_, _| {
+        Response::new(401).header("WWW-Authenticate", r#"Basic realm="storage""#)
+    })
+    .await;
+    let tokens =
+        FakeServer::start(|_, _| Response::new(200).body(r#"{"token":"reg-token"}"#)).await;
+    let (storage_addr, realm) = (
+        storage.addr.clone(),
+        format!("http://{}/token", tokens.addr),
+    );
+    let registry = FakeServer::start(move |req, _| {
+        match req.headers.get("authorization").map(String::as_str) {
+            Some("Bearer reg-token") if req.target.contains("/blobs/") => Response::new(307)
+                .header("Location", &format!("http://{storage_addr}/storage/blob")),
+            Some("Bearer reg-token") => manifest_ok(),
+            _ => Response::new(401).header(
+                "WWW-Authenticate",
+                &format!(r#"Bearer realm="{realm}",service="fake""#),
+            ),
+        }
+    })
+    .await;
+    let c = client(&registry.addr, Some(("user", "secret")), 0);
+    let r = reference(&registry.addr, "a/b:t");
+    // Learn the registry's challenge and get its token.
+    c.get_manifest(&r).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = c
+        .fetch_blob(&r, &desc, &dir.path().join("blob"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
+    // storage was asked once: its 401 did not start a re-authentication
+    assert_eq!(storage.requests().len(), 1);
+    let before = registry.requests().len();
+    let got = c.get_manifest(&r).await.unwrap();
+    assert_eq!(got.bytes, MANIFEST);
+    let after = registry.requests();
+    assert_eq!(
+        after.len(),
+        before + 1,
+        "the registry had to challenge again"
+    );
+    assert_eq!(after[before].headers["authorization"], "Bearer reg-token");
+    assert!(after
+        .iter()
+        .all(|r| r.headers.get("authorization").map(String::as_str)
+            != Some("Basic dXNlcjpzZWNyZXQ=")));
+    assert_eq!(tokens.requests().len(), 1);
+}

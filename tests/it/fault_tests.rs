@@ -231,10 +231,16 @@ fn base64_encode(s: &str) -> String {
 /// Runs one fault with retries and checks the build succeeded, the fault fired, and the image
 /// verifies; returns the proxy for further checks.
 fn survives(up: &Upstream, rules: Vec<Rule>, tmp: &Path) -> FaultProxy {
-    survives_with(up, rules, tmp, &Setup::default())
+    survives_with(up, rules, tmp, &Setup::default()).0
 }
 
-fn survives_with(up: &Upstream, rules: Vec<Rule>, tmp: &Path, setup: &Setup) -> FaultProxy {
+/// [`survives`] with a setup; also returns gantry's stderr.
+fn survives_with(
+    up: &Upstream,
+    rules: Vec<Rule>,
+    tmp: &Path,
+    setup: &Setup,
+) -> (FaultProxy, String) {
     let proxy = FaultProxy::start(&up.reg.addr, rules);
     let out = build_with(
         &proxy,
@@ -256,7 +262,7 @@ fn survives_with(up: &Upstream, rules: Vec<Rule>, tmp: &Path, setup: &Setup) -> 
     );
     let digest = std::fs::read_to_string(tmp.join("digest")).unwrap();
     assert_eq!(up.verify("app/faulty:v1", tmp), digest.trim());
-    proxy
+    (proxy, stderr(&out))
 }
 
 /// Runs a fault that outlasts the retries; checks that gantry printed exactly one error, which
@@ -352,7 +358,7 @@ fn blob_upload_502_is_retried() {
 fn base_manifest_503_with_retry_after_is_honoured() {
     let up = Upstream::plain();
     let tmp = tempfile::tempdir().unwrap();
-    let proxy = survives(
+    let (proxy, log) = survives_with(
         &up,
         vec![Rule::new(
             "GET",
@@ -363,6 +369,16 @@ fn base_manifest_503_with_retry_after_is_honoured() {
             },
         )],
         tmp.path(),
+        &Setup::default(),
+    );
+    // The wait is said at the default verbosity, not only in debug logs.
+    assert!(
+        log.contains(&format!(
+            "registry `{}` answered 503 Service Unavailable to pull manifest `base/busybox` and \
+             asked to wait 2 s (Retry-After); waiting 2 s before trying again",
+            proxy.addr
+        )),
+        "{log}"
     );
     let gets = proxy.matching("GET", "/v2/base/busybox/manifests/latest");
     assert_eq!(gets[0].status, 503);
@@ -625,7 +641,7 @@ fn without_retries_the_first_fault_fails_the_build() {
 fn silent_registry_during_manifest_push_is_retried_after_the_idle_timeout() {
     let up = Upstream::plain();
     let tmp = tempfile::tempdir().unwrap();
-    let proxy = survives_with(
+    let (proxy, _) = survives_with(
         &up,
         vec![Rule::new("PUT", "/v2/app/faulty/manifests/", Fault::Hang)],
         tmp.path(),
@@ -650,7 +666,7 @@ fn base_layer_download_stalling_halfway_is_fetched_again() {
     let up = Upstream::plain();
     let tmp = tempfile::tempdir().unwrap();
     let layer = up.base_layer.clone();
-    let proxy = survives_with(
+    let (proxy, _) = survives_with(
         &up,
         vec![Rule::new(
             "GET",
@@ -675,7 +691,7 @@ fn slow_base_layer_download_that_keeps_moving_is_not_cut() {
     let tmp = tempfile::tempdir().unwrap();
     let layer = up.base_layer.clone();
     // ~1 MiB at 320 KiB/s: about three idle timeouts, with a chunk every 100 ms.
-    let proxy = survives_with(
+    let (proxy, _) = survives_with(
         &up,
         vec![Rule::new(
             "GET",
@@ -709,7 +725,7 @@ fn slow_layer_upload_that_keeps_moving_is_not_cut() {
         payload: 48 << 20,
         ..Setup::impatient()
     };
-    let proxy = survives_with(
+    let (proxy, _) = survives_with(
         &up,
         vec![Rule::new(
             "PUT",
