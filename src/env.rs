@@ -21,6 +21,11 @@ pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// Where gantry keeps its work directories (default: the system temporary directory).
 pub const GANTRY_WORK_DIR: &str = "GANTRY_WORK_DIR";
 
+/// Seconds a registry connection may go without a byte moving either way before gantry gives up
+/// on that attempt and retries it like a dropped connection (default 60). An idle timeout, not a
+/// total one: a slow transfer that keeps moving is never cut. Read by `crate::registry` only.
+pub const GANTRY_REGISTRY_IDLE_TIMEOUT: &str = "GANTRY_REGISTRY_IDLE_TIMEOUT";
+
 /// Set to `1` to snapshot RUN steps by comparing metadata walks even where overlayfs works (the
 /// way gantry works where overlayfs cannot be mounted); for diagnosis and tests.
 pub const GANTRY_NO_OVERLAY: &str = "GANTRY_NO_OVERLAY";

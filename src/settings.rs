@@ -308,5 +308,6 @@ pub fn registry_options(args: &RegistryArgs) -> Result<RegistryOptions> {
         pull_retry: args.image_download_retry,
         docker_config: None,
         extra_credentials: Vec::new(),
+        idle_timeout: None,
     })
 }

@@ -7,12 +7,17 @@
 //! the source of a cross-repository mount).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine;
 use serde::Deserialize;
 
 use super::credentials::Credential;
 use super::error::{chain, RegistryError};
+use super::idle::BodyError;
+
+/// Token answers larger than this are refused (real ones are a few KiB).
+const MAX_TOKEN_ANSWER: usize = 1 << 20;
 
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,7 +124,8 @@ struct TokenAnswer {
 }
 
 /// Fetches a Bearer token for `scopes` from the realm of a challenge, with `http` (a client set up
-/// for the realm's host). Returns the full `Authorization` value.
+/// for the realm's host). A token service that stays silent for `idle` is an error. Returns the
+/// full `Authorization` value.
 pub async fn fetch_token(
     http: &reqwest::Client,
     registry: &str,
@@ -127,6 +133,7 @@ pub async fn fetch_token(
     service: Option<&str>,
     scopes: &[String],
     cred: Option<&Credential>,
+    idle: Duration,
 ) -> Result<String, RegistryError> {
     let fail = |reason: String| RegistryError::TokenService {
         registry: registry.to_string(),
@@ -185,9 +192,15 @@ pub async fn fetch_token(
             req
         }
     };
-    let resp = request
-        .send()
+    let silent = || {
+        fail(format!(
+            "no answer for {} s (idle timeout)",
+            idle.as_secs_f64()
+        ))
+    };
+    let resp = tokio::time::timeout(idle, request.send())
         .await
+        .map_err(|_| silent())?
         .map_err(|e| fail(format!("request failed: {}", chain(&e))))?;
     let status = resp.status();
     if status.as_u16() == 401 || status.as_u16() == 403 {
@@ -201,10 +214,17 @@ pub async fn fetch_token(
     if !status.is_success() {
         return Err(fail(format!("it answered {status}")));
     }
-    let body = resp
-        .bytes()
+    let body = super::idle::read_to_end(resp, idle, MAX_TOKEN_ANSWER)
         .await
-        .map_err(|e| fail(format!("reading the answer failed: {}", chain(&e))))?;
+        .map_err(|e| match e {
+            BodyError::Http(e) => fail(format!("reading the answer failed: {}", chain(&e))),
+            BodyError::Stalled => silent(),
+        })?;
+    if body.len() > MAX_TOKEN_ANSWER {
+        return Err(fail(format!(
+            "the answer is larger than {MAX_TOKEN_ANSWER} bytes"
+        )));
+    }
     let answer: TokenAnswer = serde_json::from_slice(&body)
         .map_err(|e| fail(format!("the answer is not token JSON: {e}")))?;
     let token = answer

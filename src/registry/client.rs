@@ -6,15 +6,21 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 use super::auth::{self, Challenge};
 use super::credentials::{Credential, CredentialStore};
 use super::error::{chain, Operation, RegistryError};
+use super::idle::{self, BodyError, Progress};
 use super::reference::normalize_registry_host;
 use super::retry::{self, RetryPolicy};
-use super::transport::{Direction, RegistryOptions, Transport};
+use super::transport::{
+    authority, redacted, Direction, DowngradeRefused, RegistryOptions, Transport,
+};
+
+/// Error bodies are read up to this size for their message.
+const MAX_ERROR_BODY: usize = 64 << 10;
 
 /// A registry client. Cheap to clone; clones share connections, credentials and tokens.
 #[derive(Clone)]
@@ -153,12 +159,29 @@ impl Client {
                         realm: realm.clone(),
                         reason: format!("invalid realm URL: {e}"),
                     })?;
-                let realm_host = match (realm_url.host_str(), realm_url.port()) {
-                    (Some(h), Some(p)) => format!("{h}:{p}"),
-                    (Some(h), None) => h.to_string(),
-                    (None, _) => String::new(),
-                };
-                let http = self.inner.transport.http(&realm_host, Direction::Pull)?;
+                let realm_host = authority(&realm_url);
+                // The token service gets the registry's credentials: never in clear text when
+                // the registry itself is reached over HTTPS, unless the realm's host is marked
+                // insecure.
+                if realm_url.scheme() == "http"
+                    && !self
+                        .inner
+                        .transport
+                        .plain_http_allowed(&t.host, t.direction)
+                    && !self
+                        .inner
+                        .transport
+                        .plain_http_allowed(&realm_host, t.direction)
+                {
+                    return Err(RegistryError::Downgrade {
+                        registry: t.host.clone(),
+                        operation: t.operation,
+                        how: "named the token service",
+                        url: redacted(&realm_url),
+                        host: realm_host,
+                    });
+                }
+                let http = self.inner.transport.http(&realm_host, t.direction)?;
                 Some(
                     auth::fetch_token(
                         &http,
@@ -167,6 +190,7 @@ impl Client {
                         service.as_deref(),
                         &t.scopes,
                         cred.as_ref(),
+                        self.inner.transport.idle,
                     )
                     .await?,
                 )
@@ -180,7 +204,8 @@ impl Client {
 
     /// Sends a request built by `build` (called again for each attempt, so bodies are fresh),
     /// with auth, one re-authentication on 401, and `retries` extra attempts on transient
-    /// failures. Returns any other answer for the caller to interpret.
+    /// failures (connection errors, a stall longer than the idle window, 429 and 5xx). Returns
+    /// any other answer for the caller to interpret.
     pub(crate) async fn send<F>(
         &self,
         t: &Target,
@@ -190,7 +215,23 @@ impl Client {
     where
         F: Fn(&reqwest::Client) -> Result<RequestBuilder, RegistryError>,
     {
+        self.send_watched(t, retries, &Progress::new(), build).await
+    }
+
+    /// [`Client::send`] for a request whose body marks its own progress on `progress` (a
+    /// streamed upload), so that a slow upload that keeps moving is not taken for a stall.
+    pub(crate) async fn send_watched<F>(
+        &self,
+        t: &Target,
+        retries: u32,
+        progress: &Progress,
+        build: F,
+    ) -> Result<Response, RegistryError>
+    where
+        F: Fn(&reqwest::Client) -> Result<RequestBuilder, RegistryError>,
+    {
         let http = self.inner.transport.http(&t.host, t.direction)?;
+        let idle = self.inner.transport.idle;
         let policy = RetryPolicy {
             extra_attempts: retries,
             ..self.policy(t.direction)
@@ -198,24 +239,63 @@ impl Client {
         let mut attempt = 0u32;
         let mut reauthenticated = false;
         loop {
-            let mut req = build(&http)?;
-            if let Some(a) = self.authorization(t).await? {
-                req = req.header(AUTHORIZATION, a);
+            let mut req = build(&http)?.build().map_err(|e| self.http_error(t, &e))?;
+            self.check_scheme(t, req.url())?;
+            // Credentials belong to `t.host`: an upload `Location` on another host (storage
+            // behind the registry) gets none.
+            if self.is_api_host(t, req.url()) {
+                if let Some(a) = self.authorization(t).await? {
+                    let mut v =
+                        HeaderValue::from_str(&a).map_err(|_| RegistryError::InvalidResponse {
+                            registry: t.host.clone(),
+                            repository: t.repository.clone(),
+                            operation: t.operation,
+                            reason: "the token service sent a token that is not a header value"
+                                .into(),
+                        })?;
+                    v.set_sensitive(true);
+                    req.headers_mut().insert(AUTHORIZATION, v);
+                }
             }
-            let resp = match req.send().await {
-                Ok(r) => r,
-                Err(e) => {
+            progress.touch();
+            let sent = tokio::select! {
+                r = http.execute(req) => Some(r),
+                () = progress.stalled(idle) => None,
+            };
+            let resp = match sent {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
                     if attempt < policy.extra_attempts && retry::is_retryable_error(&e) {
-                        tracing::debug!(host = %t.host, op = t.operation, attempt, "retrying after connection error");
+                        tracing::debug!(host = %t.host, op = t.operation, attempt, error = %chain(&e), "retrying after connection error");
                         tokio::time::sleep(policy.delay(attempt, None)).await;
                         attempt += 1;
                         continue;
                     }
-                    return Err(self.unreachable(t, &e));
+                    return Err(self.http_error(t, &e));
+                }
+                None => {
+                    if attempt < policy.extra_attempts {
+                        tracing::info!(
+                            "registry `{}` stopped responding to {} `{}` for {} s, trying again",
+                            t.host,
+                            t.operation,
+                            t.repository,
+                            idle.as_secs_f64()
+                        );
+                        tokio::time::sleep(policy.delay(attempt, None)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(self.stalled(t));
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !reauthenticated {
+            // Only the registry's own challenge is learnt: a 401 from storage behind a redirect
+            // or an upload location elsewhere says nothing about how to talk to `t.host`.
+            if status == StatusCode::UNAUTHORIZED
+                && !reauthenticated
+                && self.is_api_host(t, resp.url())
+            {
                 reauthenticated = true;
                 let challenge = resp
                     .headers()
@@ -233,14 +313,86 @@ impl Client {
                 }
             }
             if retry::is_retryable_status(status) && attempt < policy.extra_attempts {
-                let wait = policy.delay(attempt, retry::retry_after(resp.headers()));
-                tracing::debug!(host = %t.host, op = t.operation, %status, attempt, "retrying");
+                let asked = retry::retry_after(resp.headers());
+                let wait = policy.delay(attempt, asked);
+                match asked {
+                    Some(asked) => tracing::info!(
+                        "registry `{}` answered {status} to {} `{}` and asked to wait {} s \
+                         (Retry-After); waiting {} s before trying again",
+                        t.host,
+                        t.operation,
+                        t.repository,
+                        asked.as_secs(),
+                        wait.as_secs_f64()
+                    ),
+                    None => {
+                        tracing::debug!(host = %t.host, op = t.operation, %status, attempt, "retrying")
+                    }
+                }
                 tokio::time::sleep(wait).await;
                 attempt += 1;
                 continue;
             }
             return Ok(resp);
         }
+    }
+
+    /// Refuses plain HTTP to a host not marked insecure when the registry is reached over
+    /// HTTPS (an absolute upload `Location`, say).
+    fn check_scheme(&self, t: &Target, url: &url::Url) -> Result<(), RegistryError> {
+        let host = authority(url);
+        if url.scheme() == "http"
+            && !self
+                .inner
+                .transport
+                .plain_http_allowed(&t.host, t.direction)
+            && !self.inner.transport.plain_http_allowed(&host, t.direction)
+        {
+            return Err(RegistryError::Downgrade {
+                registry: t.host.clone(),
+                operation: t.operation,
+                how: "sent gantry to",
+                url: redacted(url),
+                host,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `url` is served by the target's own API host (same host and port).
+    fn is_api_host(&self, t: &Target, url: &url::Url) -> bool {
+        let scheme = self.inner.transport.scheme(&t.host, t.direction);
+        url::Url::parse(&format!("{scheme}://{}/", t.host)).is_ok_and(|api| {
+            api.host_str() == url.host_str()
+                && api.port_or_known_default() == url.port_or_known_default()
+        })
+    }
+
+    /// The error for a request that failed in the HTTP stack.
+    pub(crate) fn http_error(&self, t: &Target, e: &reqwest::Error) -> RegistryError {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if let Some(d) = s.downcast_ref::<DowngradeRefused>() {
+                return RegistryError::Downgrade {
+                    registry: t.host.clone(),
+                    operation: t.operation,
+                    how: "redirected to",
+                    url: d.url.clone(),
+                    host: d.host.clone(),
+                };
+            }
+            source = s.source();
+        }
+        if self.inner.transport.scheme(&t.host, t.direction) == "https"
+            && retry::is_plain_http_answer(e)
+        {
+            return RegistryError::PlainHttp {
+                registry: t.host.clone(),
+                repository: t.repository.clone(),
+                operation: t.operation,
+            };
+        }
+        self.unreachable(t, e)
     }
 
     pub(crate) fn unreachable(&self, t: &Target, e: &reqwest::Error) -> RegistryError {
@@ -250,12 +402,103 @@ impl Client {
             detail: chain(e),
         }
     }
+
+    pub(crate) fn stalled(&self, t: &Target) -> RegistryError {
+        RegistryError::Stalled {
+            registry: t.host.clone(),
+            repository: t.repository.clone(),
+            operation: t.operation,
+            idle: self.inner.transport.idle,
+        }
+    }
+
+    /// The error for an answer's body that could not be read.
+    pub(crate) fn body_error(&self, t: &Target, e: BodyError) -> RegistryError {
+        match e {
+            BodyError::Http(e) => self.http_error(t, &e),
+            BodyError::Stalled => self.stalled(t),
+        }
+    }
+
+    /// The next chunk of an answer's body under the idle window.
+    pub(crate) async fn next_chunk(
+        &self,
+        t: &Target,
+        resp: &mut Response,
+    ) -> Result<Option<bytes::Bytes>, RegistryError> {
+        idle::next_chunk(resp, self.inner.transport.idle)
+            .await
+            .map_err(|e| self.body_error(t, e))
+    }
+
+    /// GETs a small answer whole (a manifest, a config): the request is retried as
+    /// [`Client::send`] retries it, and a body cut short or stalled starts the GET again.
+    /// A status other than 2xx is the error for `what`. Returns the headers and at most
+    /// `limit + 1` bytes (more means "too large" to the caller).
+    pub(crate) async fn get_whole<F>(
+        &self,
+        t: &Target,
+        what: &str,
+        limit: usize,
+        build: F,
+    ) -> Result<(reqwest::header::HeaderMap, Vec<u8>), RegistryError>
+    where
+        F: Fn(&reqwest::Client) -> Result<RequestBuilder, RegistryError>,
+    {
+        let policy = self.policy(t.direction);
+        let mut attempt = 0;
+        loop {
+            let resp = self.send(t, policy.extra_attempts, &build).await?;
+            if !resp.status().is_success() {
+                return Err(self.status_error(t, resp, what).await);
+            }
+            let headers = resp.headers().clone();
+            match idle::read_to_end(resp, self.inner.transport.idle, limit).await {
+                Ok(body) => return Ok((headers, body)),
+                Err(e) => {
+                    let e = self.body_error(t, e);
+                    if attempt < policy.extra_attempts && is_transfer_failure(&e) {
+                        tracing::debug!(host = %t.host, op = t.operation, attempt, error = %e, "answer cut short, trying again");
+                        tokio::time::sleep(policy.delay(attempt, None)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Turns an unexpected answer into the matching error, with the registry's own message.
+    pub(crate) async fn status_error(
+        &self,
+        t: &Target,
+        resp: Response,
+        what: &str,
+    ) -> RegistryError {
+        status_error_from(t, resp, what, self.inner.transport.idle).await
+    }
 }
 
-/// Turns an unexpected answer into the matching error, with the registry's own message.
-pub(crate) async fn status_error(t: &Target, resp: Response, what: &str) -> RegistryError {
+/// A transfer that failed on the way (connection dropped, stalled): worth starting again.
+pub(crate) fn is_transfer_failure(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::Unreachable { .. } | RegistryError::Stalled { .. }
+    )
+}
+
+async fn status_error_from(
+    t: &Target,
+    resp: Response,
+    what: &str,
+    window: std::time::Duration,
+) -> RegistryError {
     let status = resp.status();
-    let body = resp.bytes().await.unwrap_or_default();
+    // The status is the error; a body that does not come only loses the registry's message.
+    let body = idle::read_to_end(resp, window, MAX_ERROR_BODY)
+        .await
+        .unwrap_or_default();
     let message = registry_message(&body);
     let registry = t.host.clone();
     let repository = t.repository.clone();
@@ -271,6 +514,10 @@ pub(crate) async fn status_error(t: &Target, resp: Response, what: &str) -> Regi
             registry,
             repository,
             operation,
+            permission: match t.direction {
+                Direction::Pull => "pull",
+                Direction::Push => "push",
+            },
             message,
         },
         404 => RegistryError::NotFound {

@@ -31,6 +31,47 @@ pub enum RegistryError {
     },
 
     #[error(
+        "registry `{registry}` stopped responding to {operation} `{repository}`: nothing was \
+         sent or received for {} s (idle timeout)\nhint: the registry or a proxy in front of it \
+         stalled; allow retries (--push-retry, --image-download-retry), or raise \
+         GANTRY_REGISTRY_IDLE_TIMEOUT (seconds) for a registry that is slow to answer",
+        idle.as_secs_f64()
+    )]
+    Stalled {
+        registry: String,
+        repository: String,
+        operation: Operation,
+        idle: std::time::Duration,
+    },
+
+    #[error(
+        "registry `{registry}` answered in plain HTTP when gantry asked over HTTPS to \
+         {operation} `{repository}`\nhint: gantry uses HTTPS unless told otherwise; for a \
+         registry without TLS pass --insecure-registry={registry} (or --insecure for every \
+         push, --insecure-pull for every pull)"
+    )]
+    PlainHttp {
+        registry: String,
+        repository: String,
+        operation: Operation,
+    },
+
+    #[error(
+        "registry `{registry}` {how} `{url}` while trying to {operation}: plain HTTP after HTTPS, \
+         refused so that nothing (credentials included) travels unencrypted\nhint: if `{host}` \
+         really serves only plain HTTP, allow it with --insecure-registry={host}"
+    )]
+    Downgrade {
+        registry: String,
+        operation: Operation,
+        /// "redirected", "named the token service", ...
+        how: &'static str,
+        /// The refused URL without its query (which may hold a signature).
+        url: String,
+        host: String,
+    },
+
+    #[error(
         "registry `{registry}` refused to {operation} `{repository}`: 401 Unauthorized{}\nhint: \
          check the credentials for `{registry}` in config.json (docker login {registry}) or the \
          credentials given to gantry",
@@ -45,14 +86,15 @@ pub enum RegistryError {
 
     #[error(
         "registry `{registry}` refused to {operation} `{repository}`: 403 Forbidden{}\nhint: the \
-         credentials lack {} permission on the repository `{repository}`",
-        message_suffix(message),
-        if operation.starts_with("push") || operation.starts_with("mount") { "push" } else { "pull" }
+         credentials lack {permission} permission on the repository `{repository}`",
+        message_suffix(message)
     )]
     Forbidden {
         registry: String,
         repository: String,
         operation: Operation,
+        /// `pull` or `push`: what the call needed.
+        permission: &'static str,
         message: String,
     },
 
@@ -166,6 +208,12 @@ pub enum RegistryError {
         path: PathBuf,
         reason: String,
     },
+
+    #[error(
+        "GANTRY_REGISTRY_IDLE_TIMEOUT is `{value}`, not a whole number of seconds above zero\n\
+         hint: set e.g. GANTRY_REGISTRY_IDLE_TIMEOUT=120, or unset it for the default of 60 s"
+    )]
+    BadIdleTimeout { value: String },
 
     #[error("cannot set up the HTTP client for `{registry}`: {detail}")]
     HttpClient { registry: String, detail: String },

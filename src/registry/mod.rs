@@ -9,6 +9,7 @@ mod auth;
 mod client;
 mod credentials;
 mod error;
+mod idle;
 mod pull;
 mod reference;
 mod retry;
@@ -27,5 +28,7 @@ pub use upload::{BlobSource, PushBlob, PushImage};
 
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod host_rules_tests;
 #[cfg(test)]
 mod protocol_tests;

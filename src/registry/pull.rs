@@ -8,7 +8,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::client::{status_error, Client, Target};
+use super::client::{is_transfer_failure, Client, Target};
 use super::error::RegistryError;
 use super::reference::{normalize_registry_host, Reference, DOCKER_HUB};
 use super::retry::RetryPolicy;
@@ -104,37 +104,26 @@ impl Client {
             &t,
             &format!("{}/manifests/{}", r.repository, r.api_reference()),
         )?;
-        let retries = self.policy(Direction::Pull).extra_attempts;
-        let resp = self
-            .send(&t, retries, |http| {
+        let what = format!("manifest `{}`", r.api_reference());
+        let (headers, bytes) = self
+            .get_whole(&t, &what, MAX_MANIFEST_BYTES, |http| {
                 Ok(http
                     .get(url.clone())
                     .header(ACCEPT, MANIFEST_ACCEPT.join(", ")))
             })
             .await?;
-        if !resp.status().is_success() {
-            let what = format!("manifest `{}`", r.api_reference());
-            return Err(status_error(&t, resp, &what).await);
-        }
-        let header_type = resp
-            .headers()
+        let header_type = headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
-        let header_digest = resp
-            .headers()
+        let header_digest = headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.unreachable(&t, &e))?
-            .to_vec();
         if bytes.len() > MAX_MANIFEST_BYTES {
             return Err(invalid(
                 &t,
-                format!("the manifest is {} bytes", bytes.len()),
+                format!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
             ));
         }
         let digest = image::sha256_digest(&bytes);
@@ -274,18 +263,14 @@ impl Client {
             ));
         }
         let url = self.url(&t, &format!("{}/blobs/{}", r.repository, desc.digest))?;
-        let retries = self.policy(Direction::Pull).extra_attempts;
-        let resp = self
-            .send(&t, retries, |http| Ok(http.get(url.clone())))
+        let (_, bytes) = self
+            .get_whole(
+                &t,
+                &format!("blob `{}`", desc.digest),
+                desc.size as usize,
+                |http| Ok(http.get(url.clone())),
+            )
             .await?;
-        if !resp.status().is_success() {
-            return Err(status_error(&t, resp, &format!("blob `{}`", desc.digest)).await);
-        }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.unreachable(&t, &e))?
-            .to_vec();
         let actual = image::sha256_digest(&bytes);
         if actual != desc.digest {
             return Err(RegistryError::DigestMismatch {
@@ -300,18 +285,30 @@ impl Client {
     }
 
     /// Streams a blob to `dest` through `dest.tmp`, verifying sha256 and size before the rename.
-    /// A transfer cut short is retried from the start (`pull_retry` extra attempts).
+    /// The GET is retried as every request is; a transfer cut short or stalled on the way
+    /// starts again from the beginning (`pull_retry` extra attempts).
     pub async fn fetch_blob(
         &self,
-        repo: &Reference,
+        r: &Reference,
         desc: &Descriptor,
         dest: &Path,
     ) -> Result<(), RegistryError> {
+        let t = Target::new(&r.api_host(), &r.repository, "pull blob", Direction::Pull);
+        let url = self.url(&t, &format!("{}/blobs/{}", r.repository, desc.digest))?;
         let policy: RetryPolicy = self.policy(Direction::Pull);
         let mut attempt = 0;
         loop {
-            match self.fetch_blob_once(repo, desc, dest).await {
-                Err(RegistryError::Unreachable { .. }) if attempt < policy.extra_attempts => {
+            let resp = self
+                .send(&t, policy.extra_attempts, |http| Ok(http.get(url.clone())))
+                .await?;
+            if !resp.status().is_success() {
+                return Err(self
+                    .status_error(&t, resp, &format!("blob `{}`", desc.digest))
+                    .await);
+            }
+            match self.stream_blob(&t, r, resp, desc, dest).await {
+                Err(e) if attempt < policy.extra_attempts && is_transfer_failure(&e) => {
+                    tracing::debug!(digest = %desc.digest, attempt, error = %e, "blob download cut short, starting again");
                     tokio::time::sleep(policy.delay(attempt, None)).await;
                     attempt += 1;
                 }
@@ -320,21 +317,14 @@ impl Client {
         }
     }
 
-    async fn fetch_blob_once(
+    async fn stream_blob(
         &self,
+        t: &Target,
         r: &Reference,
+        mut resp: reqwest::Response,
         desc: &Descriptor,
         dest: &Path,
     ) -> Result<(), RegistryError> {
-        let t = Target::new(&r.api_host(), &r.repository, "pull blob", Direction::Pull);
-        let url = self.url(&t, &format!("{}/blobs/{}", r.repository, desc.digest))?;
-        let retries = self.policy(Direction::Pull).extra_attempts;
-        let mut resp = self
-            .send(&t, retries, |http| Ok(http.get(url.clone())))
-            .await?;
-        if !resp.status().is_success() {
-            return Err(status_error(&t, resp, &format!("blob `{}`", desc.digest)).await);
-        }
         let tmp = tmp_path(dest);
         let io = |action: &'static str, path: &Path| {
             let path = path.to_path_buf();
@@ -350,7 +340,7 @@ impl Client {
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let result: Result<(), RegistryError> = async {
-            while let Some(chunk) = resp.chunk().await.map_err(|e| self.unreachable(&t, &e))? {
+            while let Some(chunk) = self.next_chunk(t, &mut resp).await? {
                 size += chunk.len() as u64;
                 if size > desc.size {
                     break;

@@ -48,6 +48,9 @@ pub struct RegistryOptions {
     pub docker_config: Option<PathBuf>,
     /// Credentials given directly (CI); they win over config.json.
     pub extra_credentials: Vec<(String, Credential)>,
+    /// How long a connection may go without a byte moving before the attempt is given up;
+    /// `None`: `GANTRY_REGISTRY_IDLE_TIMEOUT`, else 60 s.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Which way data flows; the push and pull TLS options differ.
@@ -70,9 +73,55 @@ struct HostTls {
 
 pub(crate) struct Transport {
     pub(crate) opts: RegistryOptions,
+    /// The idle window of every call (see `idle.rs`).
+    pub(crate) idle: Duration,
     tls: BTreeMap<String, HostTls>,
-    clients: Mutex<BTreeMap<(String, bool), reqwest::Client>>,
+    clients: Mutex<BTreeMap<(String, Direction, bool), reqwest::Client>>,
 }
+
+/// Why the redirect policy stopped a redirect from HTTPS to plain HTTP; found again in the
+/// error's sources by `Client::send`.
+#[derive(Debug)]
+pub(crate) struct DowngradeRefused {
+    /// The target without its query.
+    pub url: String,
+    pub host: String,
+}
+
+impl std::fmt::Display for DowngradeRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refused redirect from HTTPS to plain HTTP `{}`",
+            self.url
+        )
+    }
+}
+
+impl std::error::Error for DowngradeRefused {}
+
+/// `host[:port]` of a URL, the way hosts are named on the command line.
+pub(crate) fn authority(url: &url::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => String::new(),
+    }
+}
+
+/// A URL fit for a message: scheme, host and path, without the query, which for blob storage
+/// often carries a signature.
+pub(crate) fn redacted(url: &url::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// Most redirects a call follows (reqwest's default).
+const MAX_REDIRECTS: usize = 10;
 
 impl Transport {
     pub(crate) fn new(opts: RegistryOptions) -> Result<Transport, RegistryError> {
@@ -126,8 +175,10 @@ impl Transport {
                 })
                 .identity_pem = Some(pem);
         }
+        let idle = super::idle::idle_timeout(opts.idle_timeout)?;
         Ok(Transport {
             opts,
+            idle,
             tls,
             clients: Mutex::new(BTreeMap::new()),
         })
@@ -147,6 +198,11 @@ impl Transport {
         }
     }
 
+    /// Whether plain HTTP to `host` is allowed in a direction: the host is marked insecure.
+    pub(crate) fn plain_http_allowed(&self, host: &str, dir: Direction) -> bool {
+        self.scheme(host, dir) == "http"
+    }
+
     fn skip_verify(&self, host: &str, dir: Direction) -> bool {
         host_listed(&self.opts.skip_tls_verify_registries, host)
             || match dir {
@@ -163,7 +219,7 @@ impl Transport {
     ) -> Result<reqwest::Client, RegistryError> {
         let key_host = normalize_registry_host(host);
         let skip = self.skip_verify(host, dir);
-        let key = (key_host.clone(), skip);
+        let key = (key_host.clone(), dir, skip);
         if let Some(c) = self.lock().get(&key) {
             return Ok(c.clone());
         }
@@ -174,9 +230,12 @@ impl Transport {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(30))
             .user_agent(concat!("gantry/", env!("CARGO_PKG_VERSION")))
-            // reqwest's default policy already drops Authorization on a redirect to another
-            // host/port/scheme (blob storage); keep it explicit here.
-            .redirect(reqwest::redirect::Policy::limited(10));
+            // reqwest drops Authorization on every redirect to another host, port or scheme
+            // (blob storage), whatever the policy. The policy adds the other half: a redirect
+            // from HTTPS to plain HTTP is refused unless the target host is marked insecure.
+            .redirect(self.redirect_policy(dir))
+            // The registry URL (upload state included) is nobody else's business.
+            .referer(false);
         if let Some(t) = self.tls.get(&key_host) {
             let mut certs = Vec::new();
             for (_, pem) in &t.ca_pem {
@@ -198,7 +257,38 @@ impl Transport {
         Ok(client)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, bool), reqwest::Client>> {
+    fn redirect_policy(&self, dir: Direction) -> reqwest::redirect::Policy {
+        let insecure_hosts = self.opts.insecure_registries.clone();
+        let all_insecure = match dir {
+            Direction::Push => self.opts.insecure_push,
+            Direction::Pull => self.opts.insecure_pull,
+        };
+        reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            let next = attempt.url();
+            let host = authority(next);
+            let from_https = attempt.previous().iter().any(|u| u.scheme() == "https");
+            if from_https
+                && next.scheme() == "http"
+                && !all_insecure
+                && !host_listed(&insecure_hosts, &host)
+            {
+                let refused = DowngradeRefused {
+                    url: redacted(next),
+                    host,
+                };
+                return attempt.error(refused);
+            }
+            attempt.follow()
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<(String, Direction, bool), reqwest::Client>> {
         // A poisoned map of clients is still a valid map of clients.
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -12,8 +12,9 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 
 use super::auth;
-use super::client::{status_error, Client, Target};
+use super::client::{Client, Target};
 use super::error::RegistryError;
+use super::idle::Progress;
 use super::reference::Reference;
 use super::retry;
 use super::transport::Direction;
@@ -91,7 +92,7 @@ impl Client {
             })
             .await?;
         if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
-            return Err(status_error(&t, resp, "repository").await);
+            return Err(self.status_error(&t, resp, "repository").await);
         }
         if let Some(sent) = resp
             .headers()
@@ -127,7 +128,7 @@ impl Client {
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(status_error(&t, resp, "repository").await),
+            _ => Err(self.status_error(&t, resp, "repository").await),
         }
     }
 
@@ -196,7 +197,7 @@ impl Client {
                 }
                 Ok(false)
             }
-            _ => Err(status_error(&t, resp, "repository").await),
+            _ => Err(self.status_error(&t, resp, "repository").await),
         }
     }
 
@@ -237,14 +238,19 @@ impl Client {
         let mut url = start;
         url.query_pairs_mut().append_pair("digest", &desc.digest);
         let size = desc.size;
+        // Every chunk handed to the connection counts as progress for the idle timeout, so a
+        // large upload over a slow link is not mistaken for a stalled one.
+        let progress = Progress::new();
         let resp = self
-            .send(&t, 0, |http| {
+            .send_watched(&t, 0, &progress, |http| {
                 let file = std::fs::File::open(path).map_err(|source| RegistryError::Io {
                     action: "cannot open blob",
                     path: path.to_path_buf(),
                     source,
                 })?;
-                let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+                let moved = progress.clone();
+                let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file))
+                    .inspect_ok(move |_| moved.touch());
                 Ok(http
                     .put(url.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
@@ -253,7 +259,7 @@ impl Client {
             })
             .await?;
         if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
-            return Err(status_error(&t, resp, "upload session").await);
+            return Err(self.status_error(&t, resp, "upload session").await);
         }
         Ok(())
     }
@@ -268,7 +274,7 @@ impl Client {
             })
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
-            return Err(status_error(t, resp, "repository").await);
+            return Err(self.status_error(t, resp, "repository").await);
         }
         let loc = resp
             .headers()
@@ -319,7 +325,7 @@ impl Client {
 
 fn upload_retryable(e: &RegistryError) -> bool {
     match e {
-        RegistryError::Unreachable { .. } => true,
+        RegistryError::Unreachable { .. } | RegistryError::Stalled { .. } => true,
         RegistryError::Status { status, .. } => {
             StatusCode::from_u16(*status).is_ok_and(retry::is_retryable_status)
         }

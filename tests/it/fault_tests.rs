@@ -3,8 +3,12 @@
 //! Under each fault with retries enabled (`--push-retry`, `--image-download-retry`) the build
 //! succeeds and the pushed image verifies blob by blob (`skopeo copy` straight from the registry
 //! into an OCI layout checks every digest); with retries exhausted it fails with one message
-//! naming the registry, the operation and the status, and the destination tag does not exist
-//! (the manifest is pushed last, so no tag can point at an incomplete image).
+//! naming the registry, the operation and the status (or the idle timeout), and the registry's
+//! tag list for the destination is empty (the manifest is pushed last, so no tag can point at an
+//! incomplete image).
+//!
+//! Stalls use a one-second idle timeout (`GANTRY_REGISTRY_IDLE_TIMEOUT=1`) to stay fast; the
+//! throttled transfers take several of those seconds and must still go through in one try.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -86,6 +90,32 @@ impl Upstream {
         digest
     }
 
+    /// The registry's tag list for `repo` (asked straight with `skopeo list-tags`, not via the
+    /// proxy); a repository the registry does not know has none.
+    fn tags(&self, repo: &str) -> Vec<String> {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["list-tags", "--tls-verify=false"]);
+        if let (Some(u), Some(p)) = (&self.reg.username, &self.reg.password) {
+            cmd.arg(format!("--creds={u}:{p}"));
+        }
+        cmd.arg(format!("docker://{}/{repo}", self.reg.addr));
+        let out = run(&mut cmd);
+        if !out.status.success() {
+            let err = stderr(&out);
+            // distribution answers 404 NAME_UNKNOWN for a repository it has no tag in
+            assert!(
+                err.contains("404 (Not Found)") || err.contains("name unknown"),
+                "skopeo list-tags failed: {err}"
+            );
+            return Vec::new();
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["Tags"]
+            .as_array()
+            .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    }
+
     /// Whether the registry has a manifest under `repo:tag` (asked straight, not via the proxy).
     fn has_tag(&self, repo_tag: &str) -> bool {
         let mut cmd = Command::new("skopeo");
@@ -98,14 +128,20 @@ impl Upstream {
     }
 }
 
-/// A context with a file big enough (256 KiB of incompressible bytes) that an upload of its
-/// layer can be cut in the middle.
-fn context(tmp: &Path) -> PathBuf {
+/// The payload of the default context: big enough (256 KiB of incompressible bytes) that an
+/// upload of its layer can be cut in the middle.
+const PAYLOAD: usize = 256 * 1024;
+
+/// The idle timeout the stall tests give gantry, in seconds.
+const IDLE: u64 = 1;
+
+/// A context with one file of `size` incompressible bytes.
+fn context(tmp: &Path, size: usize) -> PathBuf {
     let ctx = tmp.join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
-    let mut data = Vec::with_capacity(256 * 1024);
+    let mut data = Vec::with_capacity(size);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    while data.len() < 256 * 1024 {
+    while data.len() < size {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -115,9 +151,42 @@ fn context(tmp: &Path) -> PathBuf {
     ctx
 }
 
+/// What a build under a fault may change beyond the flags.
+struct Setup {
+    /// Environment for gantry (the idle timeout).
+    env: Vec<(&'static str, String)>,
+    /// Size of the copied file.
+    payload: usize,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            env: Vec::new(),
+            payload: PAYLOAD,
+        }
+    }
+}
+
+impl Setup {
+    /// The short idle timeout of the stall tests.
+    fn impatient() -> Setup {
+        Setup {
+            env: vec![("GANTRY_REGISTRY_IDLE_TIMEOUT", IDLE.to_string())],
+            ..Setup::default()
+        }
+    }
+}
+
 /// Builds `FROM <proxy>/base/busybox` + a COPY, pushing to `<proxy>/app/faulty:v1`.
-fn build_through(proxy: &FaultProxy, up: &Upstream, tmp: &Path, extra: &[&str]) -> Output {
-    let ctx = context(tmp);
+fn build_with(
+    proxy: &FaultProxy,
+    up: &Upstream,
+    tmp: &Path,
+    extra: &[&str],
+    setup: &Setup,
+) -> Output {
+    let ctx = context(tmp, setup.payload);
     std::fs::write(
         ctx.join("Dockerfile"),
         format!(
@@ -129,6 +198,7 @@ fn build_through(proxy: &FaultProxy, up: &Upstream, tmp: &Path, extra: &[&str]) 
     let home = tmp.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut cmd = gantry(&home);
+    cmd.envs(setup.env.iter().map(|(k, v)| (k, v)));
     if let (Some(u), Some(p)) = (&up.reg.username, &up.reg.password) {
         let docker = tmp.join("docker");
         std::fs::create_dir_all(&docker).unwrap();
@@ -161,12 +231,23 @@ fn base64_encode(s: &str) -> String {
 /// Runs one fault with retries and checks the build succeeded, the fault fired, and the image
 /// verifies; returns the proxy for further checks.
 fn survives(up: &Upstream, rules: Vec<Rule>, tmp: &Path) -> FaultProxy {
+    survives_with(up, rules, tmp, &Setup::default()).0
+}
+
+/// [`survives`] with a setup; also returns gantry's stderr.
+fn survives_with(
+    up: &Upstream,
+    rules: Vec<Rule>,
+    tmp: &Path,
+    setup: &Setup,
+) -> (FaultProxy, String) {
     let proxy = FaultProxy::start(&up.reg.addr, rules);
-    let out = build_through(
+    let out = build_with(
         &proxy,
         up,
         tmp,
         &["--push-retry=3", "--image-download-retry=3"],
+        setup,
     );
     assert!(
         out.status.success(),
@@ -181,28 +262,49 @@ fn survives(up: &Upstream, rules: Vec<Rule>, tmp: &Path) -> FaultProxy {
     );
     let digest = std::fs::read_to_string(tmp.join("digest")).unwrap();
     assert_eq!(up.verify("app/faulty:v1", tmp), digest.trim());
-    proxy
+    (proxy, stderr(&out))
 }
 
-/// Runs a fault that outlasts the retries; checks the one message and that no tag exists.
-/// Returns stderr.
+/// Runs a fault that outlasts the retries; checks that gantry printed exactly one error, which
+/// names the registry, and that the registry's tag list for the destination is empty.
+/// Returns the proxy and that error (its `error:` line and what follows).
 fn gives_up(up: &Upstream, rules: Vec<Rule>, tmp: &Path, extra: &[&str]) -> (FaultProxy, String) {
+    gives_up_with(up, rules, tmp, extra, &Setup::default())
+}
+
+fn gives_up_with(
+    up: &Upstream,
+    rules: Vec<Rule>,
+    tmp: &Path,
+    extra: &[&str],
+    setup: &Setup,
+) -> (FaultProxy, String) {
     let proxy = FaultProxy::start(&up.reg.addr, rules);
-    let out = build_through(&proxy, up, tmp, extra);
-    let err = fails(out);
+    let out = build_with(&proxy, up, tmp, extra, setup);
+    let all = fails(out);
     assert!(
-        !err.contains("panicked"),
-        "gantry panicked under a fault:\n{err}"
+        !all.contains("panicked"),
+        "gantry panicked under a fault:\n{all}"
     );
+    let errors = all.lines().filter(|l| l.starts_with("error:")).count();
+    assert_eq!(errors, 1, "not exactly one error message:\n{all}");
+    let err = all[all.find("error:").unwrap()..].to_string();
     assert!(
-        err.contains(&format!("`{}`", proxy.addr)),
+        err.lines()
+            .next()
+            .unwrap()
+            .contains(&format!("registry `{}`", proxy.addr)),
         "the message does not name the registry `{}`:\n{err}",
         proxy.addr
     );
-    assert!(
-        !up.has_tag("app/faulty:v1"),
+    assert_eq!(
+        up.tags("app/faulty"),
+        Vec::<String>::new(),
         "a tag exists after a failed push"
     );
+    // The same query does see the tags that exist.
+    assert_eq!(up.tags("base/busybox"), ["latest"]);
+    assert!(!up.has_tag("app/faulty:v1"));
     assert!(!tmp.join("digest").exists(), "a digest file was written");
     (proxy, err)
 }
@@ -256,7 +358,7 @@ fn blob_upload_502_is_retried() {
 fn base_manifest_503_with_retry_after_is_honoured() {
     let up = Upstream::plain();
     let tmp = tempfile::tempdir().unwrap();
-    let proxy = survives(
+    let (proxy, log) = survives_with(
         &up,
         vec![Rule::new(
             "GET",
@@ -267,6 +369,16 @@ fn base_manifest_503_with_retry_after_is_honoured() {
             },
         )],
         tmp.path(),
+        &Setup::default(),
+    );
+    // The wait is said at the default verbosity, not only in debug logs.
+    assert!(
+        log.contains(&format!(
+            "registry `{}` answered 503 Service Unavailable to pull manifest `base/busybox` and \
+             asked to wait 2 s (Retry-After); waiting 2 s before trying again",
+            proxy.addr
+        )),
+        "{log}"
     );
     let gets = proxy.matching("GET", "/v2/base/busybox/manifests/latest");
     assert_eq!(gets[0].status, 503);
@@ -523,4 +635,262 @@ fn without_retries_the_first_fault_fails_the_build() {
     );
     // One message: the error is printed once.
     assert_eq!(err.matches("answered 502").count(), 1, "{err}");
+}
+
+#[test]
+fn silent_registry_during_manifest_push_is_retried_after_the_idle_timeout() {
+    let up = Upstream::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let (proxy, _) = survives_with(
+        &up,
+        vec![Rule::new("PUT", "/v2/app/faulty/manifests/", Fault::Hang)],
+        tmp.path(),
+        &Setup::impatient(),
+    );
+    let puts = proxy.matching("PUT", "/v2/app/faulty/manifests/v1");
+    assert_eq!(
+        puts.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [0, 201],
+        "{}",
+        proxy.describe()
+    );
+    let waited = puts[1].at - puts[0].at;
+    assert!(
+        waited >= Duration::from_secs(IDLE) && waited < Duration::from_secs(IDLE + 10),
+        "retried after {waited:?}"
+    );
+}
+
+#[test]
+fn base_layer_download_stalling_halfway_is_fetched_again() {
+    let up = Upstream::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = up.base_layer.clone();
+    let (proxy, _) = survives_with(
+        &up,
+        vec![Rule::new(
+            "GET",
+            &format!("/v2/base/busybox/blobs/{layer}"),
+            Fault::HangDownload { after: 64 * 1024 },
+        )],
+        tmp.path(),
+        &Setup::impatient(),
+    );
+    let gets = proxy.matching("GET", &format!("/blobs/{layer}"));
+    assert_eq!(
+        gets.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [0, 200],
+        "{}",
+        proxy.describe()
+    );
+}
+
+#[test]
+fn slow_base_layer_download_that_keeps_moving_is_not_cut() {
+    let up = Upstream::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = up.base_layer.clone();
+    // ~1 MiB at 320 KiB/s: about three idle timeouts, with a chunk every 100 ms.
+    let (proxy, _) = survives_with(
+        &up,
+        vec![Rule::new(
+            "GET",
+            &format!("/v2/base/busybox/blobs/{layer}"),
+            Fault::SlowDownload {
+                chunk: 32 * 1024,
+                every: Duration::from_millis(100),
+            },
+        )],
+        tmp.path(),
+        &Setup::impatient(),
+    );
+    let gets = proxy.matching("GET", &format!("/blobs/{layer}"));
+    assert_eq!(gets.len(), 1, "retried:\n{}", proxy.describe());
+    assert_eq!(gets[0].status, 200);
+    assert!(
+        gets[0].took >= Duration::from_secs(2 * IDLE),
+        "not slow enough to prove anything: {:?}",
+        gets[0].took
+    );
+}
+
+#[test]
+fn slow_layer_upload_that_keeps_moving_is_not_cut() {
+    let up = Upstream::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    // 48 MiB read from gantry at 16 MiB/s: three idle timeouts. The kernel's send buffer (up
+    // to 4 MiB on Linux) drains unseen by gantry at the end; at this rate that takes a quarter
+    // of the idle timeout.
+    let setup = Setup {
+        payload: 48 << 20,
+        ..Setup::impatient()
+    };
+    let (proxy, _) = survives_with(
+        &up,
+        vec![Rule::new(
+            "PUT",
+            "/v2/app/faulty/blobs/uploads/",
+            Fault::SlowUpload {
+                chunk: 256 * 1024,
+                every: Duration::from_millis(16),
+            },
+        )
+        .always()],
+        tmp.path(),
+        &setup,
+    );
+    let puts = proxy.matching("PUT", "/v2/app/faulty/blobs/uploads/");
+    assert!(puts.iter().all(|h| h.status == 201), "{}", proxy.describe());
+    let mut digests: Vec<&str> = puts
+        .iter()
+        .map(|h| h.target.split("digest=").nth(1).unwrap())
+        .collect();
+    let n = digests.len();
+    digests.sort();
+    digests.dedup();
+    assert_eq!(
+        digests.len(),
+        n,
+        "an upload was retried:\n{}",
+        proxy.describe()
+    );
+    let slowest = puts.iter().map(|h| h.took).max().unwrap();
+    assert!(
+        slowest >= Duration::from_secs(2 * IDLE),
+        "not slow enough to prove anything: {slowest:?}"
+    );
+}
+
+#[test]
+fn manifest_push_429_outlasting_retries_fails_naming_registry_operation_status() {
+    let up = Upstream::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let (proxy, err) = gives_up(
+        &up,
+        vec![Rule::new("PUT", "/v2/app/faulty/manifests/", status(429)).always()],
+        tmp.path(),
+        &["--push-retry=1"],
+    );
+    assert!(
+        err.contains(&format!(
+            "registry `{}` answered 429 to push manifest `app/faulty`",
+            proxy.addr
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        proxy.matching("PUT", "/v2/app/faulty/manifests/").len(),
+        2,
+        "{}",
+        proxy.describe()
+    );
+}
+
+#[test]
+fn base_layer_download_reset_outlasting_retries_fails_naming_pull_blob() {
+    let up = Upstream::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let layer = up.base_layer.clone();
+    let (proxy, err) = gives_up(
+        &up,
+        vec![Rule::new(
+            "GET",
+            &format!("/blobs/{layer}"),
+            Fault::ResetDownload { after: 4096 },
+        )
+        .always()],
+        tmp.path(),
+        &["--image-download-retry=1"],
+    );
+    assert!(
+        err.contains(&format!(
+            "cannot reach registry `{}` to pull blob",
+            proxy.addr
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        proxy
+            .matching("GET", &format!("/blobs/{layer}"))
+            .iter()
+            .map(|h| h.status)
+            .collect::<Vec<_>>(),
+        [0, 0],
+        "{}",
+        proxy.describe()
+    );
+}
+
+#[test]
+fn silent_registry_outlasting_retries_fails_naming_the_idle_timeout() {
+    let up = Upstream::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let (proxy, err) = gives_up_with(
+        &up,
+        vec![Rule::new("PUT", "/v2/app/faulty/manifests/", Fault::Hang).always()],
+        tmp.path(),
+        &["--push-retry=1"],
+        &Setup::impatient(),
+    );
+    assert!(
+        err.contains(&format!(
+            "registry `{}` stopped responding to push manifest `app/faulty`: nothing was sent \
+             or received for {IDLE} s (idle timeout)",
+            proxy.addr
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint:"), "{err}");
+    assert_eq!(
+        proxy.matching("PUT", "/v2/app/faulty/manifests/").len(),
+        2,
+        "{}",
+        proxy.describe()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn repeated_401_after_reauthentication_fails_naming_push_blob() {
+    let up = Upstream::token();
+    let tmp = tempfile::tempdir().unwrap();
+    let (proxy, err) = gives_up(
+        &up,
+        vec![Rule::new(
+            "PUT",
+            "/v2/app/faulty/blobs/uploads/",
+            Fault::FreshChallenge,
+        )
+        .always()],
+        tmp.path(),
+        &["--push-retry=2"],
+    );
+    assert!(
+        err.contains(&format!(
+            "registry `{}` refused to push blob `app/faulty`: 401 Unauthorized",
+            proxy.addr
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint: check the credentials"), "{err}");
+    // Per blob: the PUT, one re-authentication and the PUT again, then the 401 is final (a
+    // blob pushed alongside may be dropped halfway when the first one fails the push).
+    let puts = proxy.matching("PUT", "/v2/app/faulty/blobs/uploads/");
+    let mut per_digest = std::collections::BTreeMap::<String, usize>::new();
+    for h in &puts {
+        *per_digest
+            .entry(h.target.split("digest=").nth(1).unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert!(
+        per_digest.values().all(|n| *n <= 2) && per_digest.values().any(|n| *n == 2),
+        "{per_digest:?}\n{}",
+        proxy.describe()
+    );
+    assert!(puts.iter().all(|h| h.status == 401), "{}", proxy.describe());
 }

@@ -5,10 +5,11 @@
 //! messages, in the image config or history, or in any file gantry leaves behind (its TMPDIR and
 //! HOME are private to the test and grepped after the build). A registry with a certificate from
 //! an unknown CA is refused with a message naming `--registry-certificate` and
-//! `--skip-tls-verify-registry`.
+//! `--skip-tls-verify-registry`; one that speaks plain HTTP without being marked insecure is
+//! refused naming `--insecure-registry`, `--insecure` and `--insecure-pull`.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 use base64::Engine;
 
@@ -257,4 +258,93 @@ fn unknown_certificate_is_refused_naming_both_flags() {
         )));
     let digest = ok(out);
     assert!(digest.trim().starts_with("sha256:"), "{digest}");
+}
+
+/// `gantry build` in `home` with a COPY-only context, pushing to `dest`, with `flags`.
+fn build_to(home: &Path, ctx: &Path, dockerfile: &str, dest: &str, flags: &[&str]) -> Output {
+    write_files(ctx, &[("Dockerfile", dockerfile)]);
+    run(gantry(home)
+        .arg("build")
+        .arg("--context")
+        .arg(ctx)
+        .args(["--destination", dest])
+        .args(flags))
+}
+
+/// The one `error:` of a failed run, with what follows it.
+#[track_caller]
+fn one_error(out: Output) -> String {
+    let all = fails(out);
+    assert!(!all.contains("panicked"), "{all}");
+    let errors = all.lines().filter(|l| l.starts_with("error:")).count();
+    assert_eq!(errors, 1, "not exactly one error message:\n{all}");
+    all[all.find("error:").unwrap()..].to_string()
+}
+
+#[test]
+fn plain_http_registry_not_marked_insecure_is_refused_naming_the_flags() {
+    let reg = TestRegistry::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, home) = (tmp.path().join("ctx"), tmp.path().join("home"));
+    let dest = format!("{}/app/plain:v1", reg.addr);
+    let copy_only = "FROM scratch\nCOPY Dockerfile /\n";
+    // gantry speaks HTTPS to a registry nobody marked insecure, and says what to do about it.
+    let err = one_error(build_to(&home, &ctx, copy_only, &dest, &["--push-retry=2"]));
+    assert!(
+        err.contains(&format!(
+            "registry `{}` answered in plain HTTP when gantry asked over HTTPS to push to \
+             `app/plain`",
+            reg.addr
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("hint: gantry uses HTTPS unless told otherwise; for a registry without TLS pass --insecure-registry={}", reg.addr))
+            && err.contains("--insecure for every push"),
+        "{err}"
+    );
+    let listed = run(Command::new("skopeo").args([
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/app/plain", reg.addr),
+    ]));
+    assert!(
+        !listed.status.success(),
+        "the refused push left tags: {}",
+        stdout(&listed)
+    );
+
+    // Marked insecure, the same push goes through, and skopeo sees what gantry reported.
+    let digest = ok(build_to(
+        &home,
+        &ctx,
+        copy_only,
+        &dest,
+        &["--insecure-registry", &reg.addr],
+    ));
+    let raw = skopeo_raw(&format!("docker://{dest}"), &["--tls-verify=false"]);
+    assert_eq!(gantry::image::sha256_digest(&raw), digest.trim());
+
+    // Pulls are their own direction: `--insecure` covers pushes only, so the base image is
+    // still asked for over HTTPS and refused, naming `--insecure-pull`.
+    let from_plain = format!("FROM {dest}\nCOPY Dockerfile /again\n");
+    let dest2 = format!("{}/app/plain:v2", reg.addr);
+    let err = one_error(build_to(&home, &ctx, &from_plain, &dest2, &["--insecure"]));
+    assert!(
+        err.contains(&format!(
+            "registry `{}` answered in plain HTTP when gantry asked over HTTPS to pull manifest \
+             `app/plain`",
+            reg.addr
+        )) && err.contains("--insecure-pull"),
+        "{err}"
+    );
+    let digest2 = ok(build_to(
+        &home,
+        &ctx,
+        &from_plain,
+        &dest2,
+        &["--insecure", "--insecure-pull"],
+    ));
+    let raw = skopeo_raw(&format!("docker://{dest2}"), &["--tls-verify=false"]);
+    assert_eq!(gantry::image::sha256_digest(&raw), digest2.trim());
 }

@@ -1,8 +1,9 @@
 //! A fault-injecting HTTP/1.1 proxy on 127.0.0.1, put between gantry and a real registry so the
 //! tests can prove what gantry does when the network or the registry misbehaves: error statuses
 //! with and without `Retry-After`, connections reset in the middle of a blob upload or download,
-//! stalls, a 401 with a fresh challenge in the middle of a push, and a declined cross-repository
-//! mount.
+//! stalls, registries that stop answering (before the answer or halfway through it), transfers
+//! throttled to a crawl, a 401 with a fresh challenge in the middle of a push, and a declined
+//! cross-repository mount.
 //!
 //! gantry is pointed at the proxy's address as if it were the registry (`--insecure-registry`).
 //! The `Host` header is forwarded unchanged, so distribution builds its `Location` headers with
@@ -34,6 +35,17 @@ pub enum Fault {
     ResetDownload { after: usize },
     /// Hold the request this long, then forward it.
     Stall(Duration),
+    /// Read the request and never answer it (nor forward it): the connection stays open and
+    /// silent until the client gives up on it.
+    Hang,
+    /// Forward the request, relay the answer's headers and `after` bytes of its body, then fall
+    /// silent until the client gives up.
+    HangDownload { after: usize },
+    /// Forward the request, reading its body from the client `chunk` bytes at a time, one
+    /// chunk every `every`: an upload that crawls but keeps moving.
+    SlowUpload { chunk: usize, every: Duration },
+    /// Forward the request and relay the answer's body `chunk` bytes every `every`.
+    SlowDownload { chunk: usize, every: Duration },
     /// Answer 401 with the registry's own current challenge (`WWW-Authenticate` of `GET /v2/`),
     /// as a registry does when a token expires in the middle of a push.
     FreshChallenge,
@@ -55,6 +67,12 @@ impl Fault {
             Fault::ResetUpload { after } => format!("reset upload after {after}"),
             Fault::ResetDownload { after } => format!("reset download after {after}"),
             Fault::Stall(d) => format!("stall {d:?}"),
+            Fault::Hang => "hang".into(),
+            Fault::HangDownload { after } => format!("hang download after {after}"),
+            Fault::SlowUpload { chunk, every } => format!("slow upload {chunk} per {every:?}"),
+            Fault::SlowDownload { chunk, every } => {
+                format!("slow download {chunk} per {every:?}")
+            }
             Fault::FreshChallenge => "fresh challenge".into(),
             Fault::DeclineMount => "decline mount".into(),
             Fault::Answer { code, .. } => format!("answer {code}"),
@@ -121,6 +139,8 @@ pub struct Hit {
     pub fault: Option<Fault>,
     /// When the request arrived.
     pub at: Instant,
+    /// From arrival until the client saw the status (throttled transfers: until the last byte).
+    pub took: Duration,
 }
 
 struct State {
@@ -197,10 +217,11 @@ impl FaultProxy {
             .iter()
             .map(|h| {
                 format!(
-                    "{} {} -> {}{}",
+                    "{} {} -> {} in {:?}{}",
                     h.method,
                     h.target,
                     h.status,
+                    h.took,
                     h.fault
                         .as_ref()
                         .map(|f| format!(" [{}]", f.name()))
@@ -448,6 +469,7 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
             status,
             fault: fault.clone(),
             at: arrived,
+            took: arrived.elapsed(),
         });
     };
     let framing = head.framing();
@@ -473,6 +495,12 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
             return answer(&mut client, 401, &challenges);
         }
         Some(Fault::Stall(d)) => std::thread::sleep(*d),
+        Some(Fault::Hang) => {
+            copy_body(&mut reader, &mut io::sink(), framing, None)?;
+            log(0);
+            wait_for_close(&mut reader);
+            return Ok(());
+        }
         _ => {}
     }
     let forwarded_target = match &fault {
@@ -488,7 +516,15 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
         reset(client);
         return Ok(());
     }
-    copy_body(&mut reader, &mut upstream, framing, None)?;
+    match &fault {
+        Some(Fault::SlowUpload { chunk, every }) => {
+            let mut paced = Paced::new(&mut upstream, *chunk, *every);
+            copy_body(&mut reader, &mut paced, framing, None)?;
+        }
+        _ => {
+            copy_body(&mut reader, &mut upstream, framing, None)?;
+        }
+    }
     upstream.flush()?;
     let mut up_reader = BufReader::new(upstream);
     let Some(resp) = Head::read(&mut up_reader)? else {
@@ -510,6 +546,28 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
         reset(client);
         return Ok(());
     }
+    if let Some(Fault::HangDownload { after }) = &fault {
+        let mut limited = up_reader.take(*after as u64);
+        io::copy(&mut limited, &mut client)?;
+        client.flush()?;
+        log(0);
+        wait_for_close(&mut reader);
+        return Ok(());
+    }
+    if let Some(Fault::SlowDownload { chunk, every }) = &fault {
+        let mut paced = Paced::new(&mut client, *chunk, *every);
+        match resp.framing() {
+            Framing::None => {
+                io::copy(&mut up_reader, &mut paced)?;
+            }
+            framing => {
+                copy_body(&mut up_reader, &mut paced, framing, None)?;
+            }
+        }
+        client.flush()?;
+        log(status);
+        return Ok(());
+    }
     log(status);
     if method != "HEAD" {
         match resp.framing() {
@@ -522,6 +580,55 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
         }
     }
     client.flush()
+}
+
+/// Waits until the client closes its side of the connection (or its read timeout passes),
+/// sending nothing: a registry that has stopped answering.
+fn wait_for_close(reader: &mut impl Read) {
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = reader.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// A writer that passes at most `chunk` bytes on every `every`.
+struct Paced<'a, W: Write> {
+    inner: &'a mut W,
+    chunk: usize,
+    every: Duration,
+    /// Bytes passed since the last pause.
+    in_chunk: usize,
+}
+
+impl<'a, W: Write> Paced<'a, W> {
+    fn new(inner: &'a mut W, chunk: usize, every: Duration) -> Self {
+        Paced {
+            inner,
+            chunk: chunk.max(1),
+            every,
+            in_chunk: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for Paced<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.in_chunk >= self.chunk {
+            self.inner.flush()?;
+            std::thread::sleep(self.every);
+            self.in_chunk = 0;
+        }
+        let n = buf.len().min(self.chunk - self.in_chunk);
+        let n = self.inner.write(&buf[..n])?;
+        self.in_chunk += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The `WWW-Authenticate` headers the registry sends now for an anonymous `GET /v2/`.
