@@ -248,7 +248,7 @@ pub struct CacheFlags {
     #[arg(long, default_value = "336h", value_name = "DURATION")]
     pub cache_ttl: String,
 
-    /// Cache RUN layers, and WORKDIR's (kaniko's default).
+    /// Cache RUN layers (kaniko's default), and those of WORKDIR (which kaniko does not cache).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set, value_name = "BOOL")]
     pub cache_run_layers: bool,
 
