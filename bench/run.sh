@@ -2,7 +2,8 @@
 # gantry against buildah: build the same Dockerfiles from the same contexts onto the same bases,
 # push to the same local registry, and compare wall time and peak memory.
 #
-# usage: bench/run.sh [CASE...]          (default: every case in CASES below)
+# usage: bench/run.sh [CASE...]          (default: every case in CASES below, then both probes)
+#        bench/run.sh cache_probe        (a probe alone: snapshot_probe, cache_probe)
 #
 # environment:
 #   BENCH_RUNS      measurements per case and tool; the median is reported (default 3)
@@ -321,18 +322,32 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 # ---------------------------------------------------------------------------------------------
 
 main() {
-	local selected=("$@") row name base gen body what ctx tool i ref logf figures
+	local selected=() probes=() arg row name base gen body what ctx tool i ref logf figures
 	local -A wall=() rss=() failed=() failed_log=() described=()
 	local case_names=()
+	# The probes can be named like cases; naming only probes runs no case.
+	for arg in "$@"; do
+		case $arg in
+		snapshot_probe | cache_probe) probes+=("$arg") ;;
+		*) selected+=("$arg") ;;
+		esac
+	done
 	for row in "${CASES[@]}"; do
 		IFS='|' read -r name base gen body what <<<"$row"
 		if [[ ${#selected[@]} -gt 0 ]] && ! printf '%s\n' "${selected[@]}" | grep -qx -- "$name"; then
 			continue
 		fi
+		[[ ${#selected[@]} -eq 0 && ${#probes[@]} -gt 0 ]] && continue
 		case_names+=("$name")
 	done
-	[[ ${#case_names[@]} -gt 0 ]] || die "no case named \`${selected[*]}\`" \
-		"cases: $(printf '%s\n' "${CASES[@]}" | cut -d'|' -f1 | tr '\n' ' ')"
+	if [[ ${#case_names[@]} -lt ${#selected[@]} ]]; then
+		die "no case named \`${selected[*]}\`" \
+			"cases: $(printf '%s\n' "${CASES[@]}" | cut -d'|' -f1 | tr '\n' ' ') snapshot_probe cache_probe"
+	fi
+	# Without probes named, both run after the cases (unless BENCH_NO_PROBE is set).
+	if [[ ${#probes[@]} -eq 0 && -z ${BENCH_NO_PROBE:-} ]]; then
+		probes=(snapshot_probe cache_probe)
+	fi
 
 	log "fixtures"
 	local fixtures
@@ -397,13 +412,19 @@ main() {
 		done
 	done
 
-	report "${case_names[@]}" | tee "$BENCH_DIR/results.txt"
-	if [[ $gantry_ok == 1 && -z ${BENCH_NO_PROBE:-} ]]; then
-		snapshot_probe | tee -a "$BENCH_DIR/results.txt"
+	: >"$BENCH_DIR/results.txt"
+	if [[ ${#case_names[@]} -gt 0 ]]; then
+		report "${case_names[@]}" | tee "$BENCH_DIR/results.txt"
 	fi
-	if [[ $gantry_ok == 1 && -z ${BENCH_NO_PROBE:-} ]]; then
-		cache_probe | tee -a "$BENCH_DIR/results.txt"
-	fi
+	local probe
+	for probe in "${probes[@]}"; do
+		if [[ $gantry_ok == 1 ]]; then
+			"$probe" | tee -a "$BENCH_DIR/results.txt"
+		else
+			printf '%s: gantry FAILED to build (see %s)\n' "$probe" "$BENCH_DIR/logs/cargo-build.log" |
+				tee -a "$BENCH_DIR/results.txt"
+		fi
+	done
 	log "results also in $BENCH_DIR/results.txt, logs in $BENCH_DIR/logs"
 }
 

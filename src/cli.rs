@@ -273,7 +273,8 @@ pub struct CacheFlags {
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// Reuse RUN layers from a registry repository, and store new ones there.
+    /// Reuse the layers of RUN (and, with --cache-copy-layers, COPY/ADD) steps from a registry
+    /// repository, and store new ones there. Each step logs a cache hit, miss or skip, and why.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub cache: bool,
 
@@ -286,17 +287,20 @@ pub struct CacheFlags {
     #[arg(long, default_value = "336h", value_name = "DURATION")]
     pub cache_ttl: String,
 
-    /// Cache RUN layers (kaniko's default).
+    /// Cache RUN layers (kaniko's default), and those of WORKDIR (which kaniko does not cache).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub cache_run_layers: bool,
 
-    /// Cache COPY layers too. Not supported yet (COPY writes its layer straight from the
-    /// context, which costs about what hashing the sources would): `true` is an error.
+    /// Cache COPY and ADD layers too, keyed on the content and metadata of the files they copy
+    /// (after .dockerignore): a hit reads the sources to hash them but writes and uploads no
+    /// layer.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub cache_copy_layers: bool,
 
-    /// Compress cached layers (kaniko's default). gantry streams every layer compressed, so
-    /// `false` is an error.
+    /// Compress the layers of cached steps (the default). `false` stores them uncompressed
+    /// (`…layer.v1.tar`), in the cache repository and the image alike: no compression time,
+    /// larger blobs. (kaniko's `false` only stops keeping compressed layers in memory; gantry
+    /// never holds a layer in memory.)
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "true", action = ArgAction::Set, value_parser = go_bool, value_name = "BOOL")]
     pub compressed_caching: bool,
 

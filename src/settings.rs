@@ -62,6 +62,10 @@ pub struct CacheSettings {
     pub repo: Reference,
     pub ttl_secs: u64,
     pub run_layers: bool,
+    /// `--cache-copy-layers`: COPY and ADD are cached too.
+    pub copy_layers: bool,
+    /// `--compressed-caching`: `false` stores the layers of cached steps uncompressed.
+    pub compressed: bool,
     /// Whether new entries are written (`--no-push-cache` turns this off).
     pub push: bool,
 }
@@ -195,12 +199,6 @@ fn cache_settings(
     flags: &crate::cli::CacheFlags,
     destinations: &[Reference],
 ) -> Result<Option<CacheSettings>> {
-    if flags.cache_copy_layers {
-        bail!("--cache-copy-layers is not supported yet\nhint: remove it; gantry caches RUN layers, and COPY layers are written straight from the context");
-    }
-    if !flags.compressed_caching {
-        bail!("--compressed-caching=false is not supported\nhint: remove it; gantry streams cached layers compressed without holding them in memory");
-    }
     let ttl_secs = crate::build::cache::parse_ttl(&flags.cache_ttl)
         .map_err(|e| anyhow!("invalid --cache-ttl: {e}"))?;
     if !flags.cache {
@@ -228,6 +226,8 @@ fn cache_settings(
         },
         ttl_secs,
         run_layers: flags.cache_run_layers,
+        copy_layers: flags.cache_copy_layers,
+        compressed: flags.compressed_caching,
         push: !flags.no_push_cache,
     }))
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 
+use crate::build::cache::Cached;
 use crate::build::executor::{Builder, LayerRef, StageImage};
 use crate::build::scope::StageScope;
 use crate::build::sources::{self, ItemKind, SourceMatch};
@@ -19,7 +20,13 @@ use crate::layer::{EntryKind, EntryMeta, LayerEntry, LayerOptions};
 use crate::rootfs::index::clean_path;
 use crate::rootfs::{FsIndex, NodeKind};
 
-/// Runs one COPY or ADD and returns its layer.
+/// Runs one COPY or ADD and returns its layer, or takes it from the layer cache when
+/// `--cache-copy-layers` finds the step there.
+///
+/// What to copy is gathered first, without the stage's filesystem index: the cache key needs the
+/// sources (their bytes are hashed) but not the image's files, so a hit neither downloads the
+/// base layers to index them nor writes a layer. Destinations, `--chown` names and archives are
+/// resolved only when the layer is written.
 pub async fn copy(
     b: &mut Builder,
     image: &mut StageImage,
@@ -33,13 +40,8 @@ pub async fn copy(
     let dest_raw = expand(&args.dest)?;
     let from = args.from.as_deref().map(expand).transpose()?;
     let chown = args.chown.as_deref().map(expand).transpose()?;
-    let chmod = args
-        .chmod
-        .as_deref()
-        .map(expand)
-        .transpose()?
-        .map(|m| parse_chmod(&m))
-        .transpose()?;
+    let chmod_raw = args.chmod.as_deref().map(expand).transpose()?;
+    let chmod = chmod_raw.as_deref().map(parse_chmod).transpose()?;
     let heredoc_names: Vec<&str> = args.heredocs.iter().map(|h| h.name.as_str()).collect();
     let srcs: Vec<String> = args
         .sources
@@ -55,6 +57,84 @@ pub async fn copy(
     if args.keep_git_dir && !srcs.iter().any(|s| sources::is_git_url(s)) {
         bail!("ADD --keep-git-dir applies to git repository sources, and none is given\nhint: remove --keep-git-dir, or add a git URL such as `https://host/repo.git#main`");
     }
+    let spool = b.spool_dir.join(format!("{}-{}", stage.index, ins.line));
+
+    // Gather what to copy: another image, or items from the context, URLs and heredocs (each
+    // marked with whether ADD may extract it as an archive).
+    let mut source_image = None;
+    let mut items: Vec<SourceMatch> = Vec::new();
+    let mut extractable: Vec<bool> = Vec::new();
+    if let Some(from) = &from {
+        source_image = Some(
+            match b.earlier_stage(&from.to_ascii_lowercase(), stage.index) {
+                Some(i) => b.stages[i]
+                    .clone()
+                    .ok_or_else(|| anyhow!("stage `{from}` was not built"))?,
+                None if b.dockerfile.stage_by_name_or_index(from).is_some() => {
+                    bail!("COPY --from=`{from}` refers to this stage or a later one\nhint: a stage can only copy from stages before it")
+                }
+                None => {
+                    let platform = b.settings.platform.clone();
+                    b.pull_image(from, &platform)
+                        .await
+                        .with_context(|| format!("COPY --from={from}"))?
+                }
+            },
+        );
+    } else {
+        for src in &srcs {
+            if is_add && sources::is_git_url(src) {
+                let dir = spool.join(format!("git-{}", items.len()));
+                items.push(sources::from_git(src, args.keep_git_dir, &dir)?);
+                extractable.push(false);
+                continue;
+            }
+            if is_add && is_url(src) {
+                items.push(sources::from_url(src, args.checksum.as_deref(), &spool).await?);
+                extractable.push(false);
+                continue;
+            }
+            for m in sources::from_context(&b.context, src)? {
+                items.push(m);
+                extractable.push(is_add);
+            }
+        }
+    }
+    for h in &args.heredocs {
+        items.push(sources::from_heredoc(
+            &h.name,
+            h.content.clone(),
+            b.settings.fixed_time.unwrap_or(0),
+        ));
+        extractable.push(false);
+    }
+
+    let heredocs: Vec<(&str, &str)> = args
+        .heredocs
+        .iter()
+        .map(|h| (h.name.as_str(), h.content.as_str()))
+        .collect();
+    let what = format!(
+        "{}\n{srcs:?}\n{dest_raw:?}\nfrom={from:?}\nchown={chown:?}\nchmod={chmod_raw:?}\nlink={}\nchecksum={:?}\nkeep-git-dir={}\n{heredocs:?}",
+        if is_add { "ADD" } else { "COPY" },
+        args.link,
+        args.checksum,
+        args.keep_git_dir,
+    );
+    let key = b.copy_key(
+        image,
+        ins,
+        &what,
+        source_image.as_ref().map(|s| &s.layers[..]),
+        &items,
+    )?;
+    if let Some(key) = &key {
+        if let Some(Some(layer)) = b.cache_lookup(ins, key).await {
+            // The index no longer describes the image; it is rebuilt if needed.
+            image.index = None;
+            return Ok(layer);
+        }
+    }
 
     let index = b.index_of(image).await?;
     let owner = chown
@@ -67,25 +147,8 @@ pub async fn copy(
     // the --chown owner). Users and groups of --chown are still looked up in the image.
     let empty = FsIndex::new();
     let place_index: &FsIndex = if args.link { &empty } else { &index };
-    let spool = b.spool_dir.join(format!("{}-{}", stage.index, ins.line));
-
-    // Gather what to copy.
     let mut matches: Vec<SourceMatch> = Vec::new();
-    if let Some(from) = &from {
-        let mut source = match b.earlier_stage(&from.to_ascii_lowercase(), stage.index) {
-            Some(i) => b.stages[i]
-                .clone()
-                .ok_or_else(|| anyhow!("stage `{from}` was not built"))?,
-            None if b.dockerfile.stage_by_name_or_index(from).is_some() => {
-                bail!("COPY --from=`{from}` refers to this stage or a later one\nhint: a stage can only copy from stages before it")
-            }
-            None => {
-                let platform = b.settings.platform.clone();
-                b.pull_image(from, &platform)
-                    .await
-                    .with_context(|| format!("COPY --from={from}"))?
-            }
-        };
+    if let (Some(mut source), Some(from)) = (source_image, from.as_deref()) {
         let src_index = b.index_of(&mut source).await?;
         let layers: Vec<_> = source
             .layers
@@ -100,41 +163,22 @@ pub async fn copy(
         matches.extend(sources::from_image(
             &src_index, &layers, &srcs, &spool, from,
         )?);
-    } else {
-        for src in &srcs {
-            if is_add && sources::is_git_url(src) {
-                let dir = spool.join(format!("git-{}", matches.len()));
-                matches.push(sources::from_git(src, args.keep_git_dir, &dir)?);
-                continue;
-            }
-            if is_add && is_url(src) {
-                matches.push(sources::from_url(src, args.checksum.as_deref(), &spool).await?);
-                continue;
-            }
-            for m in sources::from_context(&b.context, src)? {
-                if is_add {
-                    if let ItemKind::File {
-                        source: crate::layer::EntrySource::Path(p),
-                        ..
-                    } = &m.top.kind
-                    {
-                        if let Some(kind) = sources::archive_kind(p)? {
-                            let dir = spool.join(format!("archive-{}", matches.len()));
-                            matches.push(sources::from_archive(p, kind, &dir)?);
-                            continue;
-                        }
-                    }
+    }
+    for (m, may_extract) in items.into_iter().zip(extractable) {
+        if may_extract {
+            if let ItemKind::File {
+                source: crate::layer::EntrySource::Path(p),
+                ..
+            } = &m.top.kind
+            {
+                if let Some(kind) = sources::archive_kind(p)? {
+                    let dir = spool.join(format!("archive-{}", matches.len()));
+                    matches.push(sources::from_archive(p, kind, &dir)?);
+                    continue;
                 }
-                matches.push(m);
             }
         }
-    }
-    for h in &args.heredocs {
-        matches.push(sources::from_heredoc(
-            &h.name,
-            h.content.clone(),
-            b.settings.fixed_time.unwrap_or(0),
-        ));
+        matches.push(m);
     }
     if matches.is_empty() {
         bail!("nothing to copy");
@@ -194,13 +238,19 @@ pub async fn copy(
             plan.place(&target, m.top)?;
         }
     }
-    write_placement(b, image, plan).await
+    let layer = write_placement(b, image, plan, Cached::Copy).await?;
+    if let Some(key) = key {
+        b.cache_add(key, Some(&layer));
+    }
+    Ok(layer)
 }
 
-/// Runs WORKDIR: records the directory, and makes a layer creating it when it is missing.
+/// Runs WORKDIR: records the directory, and makes a layer creating it when it is missing (which
+/// the layer cache remembers with RUN layers, so a cached build need not index the image).
 pub async fn workdir(
     b: &mut Builder,
     image: &mut StageImage,
+    ins: &Instruction,
     dir: &str,
 ) -> Result<Option<LayerRef>> {
     let current = image
@@ -215,28 +265,42 @@ pub async fn workdir(
         clean_path(&format!("{current}/{dir}"))
     };
     image.config.config.working_dir = Some(path.clone());
-    let index = b.index_of(image).await?;
-    if index.is_dir(&path) {
-        return Ok(None);
+    let key = b.workdir_key(image, ins, &path);
+    if let Some(key) = &key {
+        if let Some(layer) = b.cache_lookup(ins, key).await {
+            if layer.is_some() {
+                image.index = None;
+            }
+            return Ok(layer);
+        }
     }
-    let mtime_now = b
-        .settings
-        .fixed_time
-        .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
-    let mut plan = Placement::new(&index, None, None, mtime_now);
-    let real = plan.resolve(&path, true)?;
-    plan.place(
-        &real,
-        sources::SourceItem {
-            rel: String::new(),
-            kind: ItemKind::Dir,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime: mtime_now,
-        },
-    )?;
-    Ok(Some(write_placement(b, image, plan).await?))
+    let index = b.index_of(image).await?;
+    let layer = if index.is_dir(&path) {
+        None
+    } else {
+        let mtime_now = b
+            .settings
+            .fixed_time
+            .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
+        let mut plan = Placement::new(&index, None, None, mtime_now);
+        let real = plan.resolve(&path, true)?;
+        plan.place(
+            &real,
+            sources::SourceItem {
+                rel: String::new(),
+                kind: ItemKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: mtime_now,
+            },
+        )?;
+        Some(write_placement(b, image, plan, Cached::Run).await?)
+    };
+    if let Some(key) = key {
+        b.cache_add(key, layer.as_ref());
+    }
+    Ok(layer)
 }
 
 /// The entries of a layer being assembled, by image path.
@@ -382,6 +446,7 @@ async fn write_placement(
     b: &Builder,
     image: &mut StageImage,
     plan: Placement<'_>,
+    kind: Cached,
 ) -> Result<LayerRef> {
     let entries: Vec<LayerEntry> = plan.entries.into_values().collect();
     let mut index = image.index.as_deref().cloned().unwrap_or_default();
@@ -392,12 +457,15 @@ async fn write_placement(
     };
     let count = entries.len();
     let start = std::time::Instant::now();
+    let compression = b.layer_compression(kind);
     let progress = crate::report::Progress::bytes(
         "writing layer",
         Some(crate::layer::estimated_tar_size(&entries)),
     );
     let blob = tokio::task::block_in_place(|| {
-        crate::layer::write_layer_with_progress(&b.blob_dir, entries, &opts, &|n| progress.inc(n))
+        crate::layer::write_layer_with_progress(&b.blob_dir, entries, &opts, compression, &|n| {
+            progress.inc(n)
+        })
     })?;
     progress.finish("");
     tracing::info!(

@@ -70,8 +70,6 @@ pub struct Builder {
     pub(crate) cache: Option<crate::build::cache::LayerCache>,
     /// Per stage: how many layers and history entries its base brought.
     stage_base: BTreeMap<usize, (usize, usize)>,
-    /// Whether a later instruction of the current stage reads the filesystem.
-    pub(crate) filesystem_needed_later: bool,
     _work: tempfile::TempDir,
 }
 
@@ -147,7 +145,6 @@ impl Builder {
             tree: None,
             cache: None,
             stage_base: BTreeMap::new(),
-            filesystem_needed_later: false,
             _work: work,
         })
     }
@@ -390,15 +387,7 @@ impl Builder {
             info!("running ONBUILD trigger: {trigger}");
             self.dispatch(&mut image, &mut scope, stage, &ins).await?;
         }
-        for (pos, ins) in stage.instructions.iter().enumerate() {
-            // A layer-cache hit is checked right away when a later step of the stage will read
-            // the filesystem anyway (a bad cached layer is then rebuilt, not a failed build).
-            self.filesystem_needed_later = stage.instructions[pos + 1..].iter().any(|i| {
-                matches!(
-                    i.kind,
-                    InstructionKind::Run(_) | InstructionKind::Copy(_) | InstructionKind::Add(_)
-                )
-            });
+        for ins in &stage.instructions {
             self.dispatch(&mut image, &mut scope, stage, ins).await?;
         }
         Ok(image)
@@ -597,6 +586,7 @@ impl Builder {
                     };
                     scope.args.insert(decl.name.clone(), value);
                 }
+                self.cache_skipped(ins, METADATA_STEP);
                 self.record(image, ins, None);
             }
             InstructionKind::Copy(args) | InstructionKind::Add(args) => {
@@ -610,7 +600,7 @@ impl Builder {
                 let dir = self
                     .expand(&ins.kind, image, scope, raw)
                     .with_context(|| at.clone())?;
-                let layer = crate::build::copy::workdir(self, image, &dir)
+                let layer = crate::build::copy::workdir(self, image, ins, &dir)
                     .await
                     .with_context(|| format!("{at}: {}", ins.original))?;
                 self.record(image, ins, layer);
@@ -625,6 +615,7 @@ impl Builder {
                     &lookup,
                 )
                 .map_err(|e| anyhow!("{at}: {}: {e}", ins.original))?;
+                self.cache_skipped(ins, METADATA_STEP);
                 self.record(image, ins, None);
             }
         }
@@ -672,6 +663,9 @@ impl Drop for Builder {
         crate::interrupt::unregister_dir(self._work.path());
     }
 }
+
+/// What the layer cache says of a step that makes no layer.
+const METADATA_STEP: &str = "no layer to cache, it changes only the config and history";
 
 /// An empty image for `FROM scratch`.
 fn scratch_image(platform: &Platform) -> StageImage {

@@ -35,83 +35,19 @@ pub async fn run(
     ins: &Instruction,
     args: &RunArgs,
 ) -> Result<Option<LayerRef>> {
-    let key = match (&b.cache, &b.settings.cache) {
-        (Some(_), Some(c)) if c.run_layers => {
-            let visible: Vec<(String, String)> = scope
-                .arg_values()
-                .into_iter()
-                .chain(b.build_args.proxies())
-                .collect();
-            let what = format!("{}\n{args:?}", ins.original);
-            Some(crate::build::cache::run_key(
-                &b.settings.platform.to_string(),
-                image,
-                &visible,
-                &what,
-            ))
-        }
-        (Some(_), Some(_)) => {
-            info!(
-                "cache skipped for `{}`: --cache-run-layers=false",
-                ins.original
-            );
-            None
-        }
-        _ => None,
-    };
-    if let (Some(key), Some(cache)) = (&key, &b.cache) {
-        let short = &key[..12];
-        match cache.lookup(key) {
-            crate::build::cache::Lookup::Hit(entry) => {
-                let layer = cache.layer_of(&entry);
-                // Needed locally soon anyway: fetched (and so verified) now, and rebuilt when
-                // the cached blob is bad.
-                let bad = match &layer {
-                    Some(l) if b.filesystem_needed_later => {
-                        b.ensure_local(std::slice::from_ref(l)).await.err()
-                    }
-                    _ => None,
-                };
-                if let Some(e) = bad {
-                    let first = format!("{e:#}");
-                    let first = first.lines().next().unwrap_or_default().to_string();
-                    tracing::warn!(
-                        "cached layer for `{}` is unusable, running the step again: {first}",
-                        ins.original
-                    );
-                    let layer = run_uncached(b, image, scope, ins, args).await?;
-                    if let Some(cache) = b.cache.as_mut() {
-                        cache.add(key.clone(), layer.as_ref());
-                    }
-                    return Ok(layer);
-                }
-                let cache = b.cache.as_ref().expect("cache checked above");
-                match &layer {
-                    Some(l) => {
-                        info!(
-                            "cache hit for `{}` (key {short}): layer {} from {}",
-                            ins.original,
-                            crate::build::executor::short_digest(&l.descriptor.digest),
-                            cache.repo
-                        );
-                        // The index no longer describes the image; it is rebuilt if needed.
-                        image.index = None;
-                    }
-                    None => info!(
-                        "cache hit for `{}` (key {short}): it changed nothing",
-                        ins.original
-                    ),
-                }
-                return Ok(layer);
+    let key = b.run_key(image, scope, ins, args);
+    if let Some(key) = &key {
+        if let Some(layer) = b.cache_lookup(ins, key).await {
+            if layer.is_some() {
+                // The index no longer describes the image; it is rebuilt if needed.
+                image.index = None;
             }
-            crate::build::cache::Lookup::Miss(why) => {
-                info!("cache miss for `{}` (key {short}): {why}", ins.original);
-            }
+            return Ok(layer);
         }
     }
     let layer = run_uncached(b, image, scope, ins, args).await?;
-    if let (Some(key), Some(cache)) = (key, b.cache.as_mut()) {
-        cache.add(key, layer.as_ref());
+    if let Some(key) = key {
+        b.cache_add(key, layer.as_ref());
     }
     Ok(layer)
 }
@@ -189,8 +125,10 @@ async fn run_uncached(
         mtime_clamp: b.settings.fixed_time,
     };
     let count = entries.len();
-    let blob =
-        tokio::task::block_in_place(|| crate::layer::write_layer(&b.blob_dir, entries, &opts))?;
+    let compression = b.layer_compression(crate::build::cache::Cached::Run);
+    let blob = tokio::task::block_in_place(|| {
+        crate::layer::write_layer_as(&b.blob_dir, entries, &opts, compression)
+    })?;
     info!(
         "layer {} ({} entries, {}) from RUN",
         crate::build::executor::short_digest(&blob.digest),

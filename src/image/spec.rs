@@ -19,6 +19,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
 pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
 /// The media types a manifest GET accepts, single-image and index alike.
@@ -70,6 +71,13 @@ impl MediaTypes {
         match self {
             MediaTypes::Oci => OCI_LAYER_GZIP,
             MediaTypes::Docker => DOCKER_LAYER_GZIP,
+        }
+    }
+    /// The uncompressed layer type (`--compressed-caching=false`).
+    pub fn layer_tar(self) -> &'static str {
+        match self {
+            MediaTypes::Oci => OCI_LAYER_TAR,
+            MediaTypes::Docker => DOCKER_LAYER_TAR,
         }
     }
 }

@@ -2,10 +2,11 @@
 //! `podman load` and `skopeo copy docker-archive:` read.
 //!
 //! The archive holds `manifest.json` (`Config`, `RepoTags`, `Layers`), the config as
-//! `<hex>.json` and each layer blob as `<hex>.tar.gz`, exactly as it sits in the blob directory:
-//! Docker (since 1.10), podman and skopeo all accept gzip-compressed layers and check them against
-//! the config's `diff_ids` after decompressing, so nothing is recompressed or expanded. Headers are
-//! normalised (mode 0644, owner 0, mtime 0) so the same image gives the same archive bytes.
+//! `<hex>.json` and each layer blob as `<hex>.tar.gz` (`<hex>.tar` when stored uncompressed),
+//! exactly as it sits in the blob directory: Docker (since 1.10), podman and skopeo all accept
+//! gzip-compressed layers and check them against the config's `diff_ids` after decompressing, so
+//! nothing is recompressed or expanded. Headers are normalised (mode 0644, owner 0, mtime 0) so
+//! the same image gives the same archive bytes.
 
 use std::fs::File;
 use std::path::Path;
@@ -69,7 +70,13 @@ pub fn write_docker_tarball(
     let mut names = Vec::with_capacity(layers.len());
     for layer in layers {
         let hex = digest_hex(&layer.digest)?;
-        let name = format!("{hex}.tar.gz");
+        // Uncompressed layers (`--compressed-caching=false`) are named for what they hold.
+        let ext = if layer.media_type.ends_with("gzip") {
+            "tar.gz"
+        } else {
+            "tar"
+        };
+        let name = format!("{hex}.{ext}");
         // An image may use the same layer twice; the archive stores it once.
         if !names.contains(&name) {
             let src = blob_dir.join(hex);

@@ -15,7 +15,7 @@ mod write;
 use std::path::PathBuf;
 
 pub use read::{for_each_entry, ReadEntry, ReadKind};
-pub use write::{write_layer, write_layer_with_progress, GZIP_LEVEL};
+pub use write::{write_layer, write_layer_as, write_layer_with_progress, Compression, GZIP_LEVEL};
 
 /// About how many bytes the uncompressed tar of `entries` has: a header block per entry, file
 /// data padded to whole blocks, two end-of-archive blocks (PAX records for long names and
@@ -95,11 +95,12 @@ pub struct LayerOptions {
 /// A finished layer blob in the blob directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerBlob {
-    /// `sha256:<hex>` of the compressed bytes: the blob's name and manifest digest.
+    /// `sha256:<hex>` of the blob's bytes (compressed, unless written uncompressed, when it
+    /// equals `diff_id`): the blob's name and manifest digest.
     pub digest: String,
     /// `sha256:<hex>` of the uncompressed tar: the config's `rootfs.diff_ids` entry.
     pub diff_id: String,
-    /// Compressed size in bytes.
+    /// Size of the blob in bytes.
     pub size: u64,
     /// `<blob_dir>/<hex of digest>`.
     pub path: PathBuf,

@@ -125,6 +125,45 @@ fn same_entries_give_byte_identical_blobs_in_any_input_order() {
 }
 
 #[test]
+fn an_uncompressed_layer_is_the_tar_the_gzip_one_holds() {
+    let dir_gz = tempfile::tempdir().unwrap();
+    let dir_tar = tempfile::tempdir().unwrap();
+    let gz = write_layer(dir_gz.path(), sample(&long_path()), &opts()).unwrap();
+    let mut docker = opts();
+    docker.media_types = MediaTypes::Docker;
+    let plain = write_layer_as(
+        dir_tar.path(),
+        sample(&long_path()),
+        &docker,
+        Compression::None,
+    )
+    .unwrap();
+    let bytes = std::fs::read(&plain.path).unwrap();
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&std::fs::read(&gz.path).unwrap()[..])
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(bytes, tar);
+    assert_eq!(plain.diff_id, gz.diff_id);
+    assert_eq!(plain.digest, plain.diff_id);
+    assert_eq!(crate::image::sha256_digest(&bytes), plain.digest);
+    assert_eq!(plain.size, bytes.len() as u64);
+    assert_eq!(plain.media_type, crate::image::DOCKER_LAYER_TAR);
+    assert_eq!(
+        plain.path,
+        dir_tar
+            .path()
+            .join(plain.digest.trim_start_matches("sha256:"))
+    );
+    assert_eq!(
+        read_all(&plain.path, &plain.media_type).len(),
+        read_all(&gz.path, &gz.media_type).len()
+    );
+    let names: Vec<_> = std::fs::read_dir(dir_tar.path()).unwrap().collect();
+    assert_eq!(names.len(), 1);
+}
+
+#[test]
 fn entries_are_sorted_and_named_as_tar_expects() {
     let dir_a = tempfile::tempdir().unwrap();
     let long = long_path();
@@ -349,7 +388,7 @@ fn progress_reports_every_uncompressed_byte_of_the_tar() {
     let estimate = estimated_tar_size(&entries);
     let seen = std::sync::atomic::AtomicU64::new(0);
     let calls = std::sync::atomic::AtomicU64::new(0);
-    let blob = write_layer_with_progress(dir_.path(), entries, &opts(), &|n| {
+    let blob = write_layer_with_progress(dir_.path(), entries, &opts(), Compression::Gzip, &|n| {
         seen.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
         calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     })

@@ -47,6 +47,26 @@ const DEPTH: usize = 4;
 /// Compressor threads. The output does not depend on this number.
 const MAX_COMPRESSORS: usize = 4;
 
+/// How a layer blob is encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip at [`GZIP_LEVEL`]: every layer unless asked otherwise.
+    Gzip,
+    /// The tar itself (`--compressed-caching=false` for cached steps): no compressor threads,
+    /// and the blob's digest is its diff_id.
+    None,
+}
+
+/// Writes `entries` as one layer blob encoded as `compression` says; see [`write_layer`].
+pub fn write_layer_as(
+    blob_dir: &Path,
+    entries: Vec<LayerEntry>,
+    opts: &LayerOptions,
+    compression: Compression,
+) -> Result<LayerBlob, LayerError> {
+    write_layer_with_progress(blob_dir, entries, opts, compression, &|_| {})
+}
+
 /// One entry ready to be written: its tar name and the entry it came from.
 struct Planned {
     /// The name in the tar (`usr/bin/app`, `usr/` for directories, `.wh.` names for whiteouts).
@@ -64,17 +84,21 @@ pub fn write_layer(
     entries: Vec<LayerEntry>,
     opts: &LayerOptions,
 ) -> Result<LayerBlob, LayerError> {
-    write_layer_with_progress(blob_dir, entries, opts, &|_| {})
+    write_layer_as(blob_dir, entries, opts, Compression::Gzip)
 }
 
-/// [`write_layer`], calling `progress` with the number of uncompressed tar bytes each time a
+/// [`write_layer_as`], calling `progress` with the number of uncompressed tar bytes each time a
 /// unit of the stream is laid out (the sum is the uncompressed layer size), for a progress bar.
 pub fn write_layer_with_progress(
     blob_dir: &Path,
     entries: Vec<LayerEntry>,
     opts: &LayerOptions,
+    compression: Compression,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<LayerBlob, LayerError> {
+    if compression == Compression::None {
+        return write_plain(blob_dir, entries, opts, progress);
+    }
     let plan = plan(entries)?;
     let blob_err = |source| LayerError::BlobDir {
         dir: blob_dir.to_path_buf(),
@@ -130,6 +154,60 @@ pub fn write_layer_with_progress(
         size,
         path,
         media_type: opts.media_types.layer_gzip().to_string(),
+    })
+}
+
+/// The uncompressed writer: the producer's units go straight to the spool file, in order (one
+/// producer, one FIFO channel), and the diff_id the producer computes is also the digest.
+fn write_plain(
+    blob_dir: &Path,
+    entries: Vec<LayerEntry>,
+    opts: &LayerOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<LayerBlob, LayerError> {
+    let plan = plan(entries)?;
+    let blob_err = |source| LayerError::BlobDir {
+        dir: blob_dir.to_path_buf(),
+        source,
+    };
+    let mut spool = tempfile::Builder::new()
+        .prefix(".layer-")
+        .suffix(".tmp")
+        .tempfile_in(blob_dir)
+        .map_err(blob_err)?;
+    let (unit_tx, unit_rx) = mpsc::sync_channel::<Unit>(DEPTH);
+    let failed = AtomicBool::new(false);
+    let clamp = opts.mtime_clamp;
+    let (plan, failed) = (&plan, &failed);
+    let (produced, stored) = std::thread::scope(|s| {
+        let producer = s.spawn(move || produce(plan, clamp, unit_tx, failed, progress));
+        let file = spool.as_file_mut();
+        let mut size = 0u64;
+        let mut stored = Ok(());
+        // On a write error the receiver is dropped on return, so the producer stops too.
+        for unit in unit_rx {
+            if let Err(e) = file.write_all(&unit.data) {
+                failed.store(true, Ordering::SeqCst);
+                stored = Err(blob_err(e));
+                break;
+            }
+            size += unit.data.len() as u64;
+        }
+        let produced = producer.join().unwrap_or(Err(LayerError::WorkerPanicked));
+        (produced, stored.map(|()| size))
+    });
+    let (diff_id, size) = match (produced, stored) {
+        (Ok(diff_id), Ok(size)) => (diff_id, size),
+        (p, s) => return Err(first_real_error([p.err(), s.err(), None])),
+    };
+    let path = blob_dir.join(diff_id.trim_start_matches("sha256:"));
+    spool.persist(&path).map_err(|e| blob_err(e.error))?;
+    Ok(LayerBlob {
+        digest: diff_id.clone(),
+        diff_id,
+        size,
+        path,
+        media_type: opts.media_types.layer_tar().to_string(),
     })
 }
 

@@ -1,12 +1,11 @@
-//! The remote layer cache (`--cache`): what a RUN produced, stored in a registry repository and
-//! found again by a key, so a rebuild neither runs the command nor uploads its layer again.
+//! The remote layer cache (`--cache`): what a step produced, stored in a registry repository and
+//! found again by a key, so a rebuild neither runs the step nor uploads its layer again.
 //!
-//! **Keys.** A step's key is the SHA-256 of: the cache scheme version, the target platform, the
-//! diff IDs of every layer of the image so far (the base image's and each earlier step's, so the
-//! key follows layer *content*, not earlier keys), the parts of the config a RUN sees (Env, User,
-//! WorkingDir, Shell), the build arguments and proxy variables visible to it, and the parsed
-//! instruction (command, heredocs, flags). Because keys chain on content, a step that misses and
-//! is rebuilt into an identical layer leaves the keys of the steps after it unchanged, and they hit.
+//! **What is cached.** RUN (and WORKDIR, whose layer depends on nothing but the image before it)
+//! with `--cache-run-layers`, the default; COPY and ADD with `--cache-copy-layers`. Metadata
+//! steps make no layer and are logged as skipped. Every step of a build with `--cache` gets one
+//! log line saying hit, miss or skipped, and why (see [`key`] for the keys and [`step`] for the
+//! lookup).
 //!
 //! **Storage: one tag, bounded.** The cache repository (`--cache-repo`, else `<first
 //! destination's repository>/cache`) holds a single tag, [`CACHE_TAG`]. It is an OCI image
@@ -19,19 +18,32 @@
 //! dropped, and at most [`MAX_ENTRIES`] (the newest) are kept. Two builds writing at the same
 //! moment can lose each other's new entries; that costs a later cache miss, never a wrong hit.
 //!
+//! **A hit is verified before it is used.** The entry list says which blob a step made, but only
+//! reading the blob proves the registry still holds those bytes: a HEAD answer or a mount trusts
+//! the registry's own bookkeeping, and a blob whose stored content went bad still "exists". So
+//! every hit's layer is downloaded into the work directory and digest-checked (which also makes
+//! it ready for a later RUN, a tarball or a push to another registry); a layer that fails the
+//! check gives one warning and the step is run again. Only then is it mounted into the
+//! destination, never uploaded.
+//!
 //! **Failure is never fatal.** A cache repository that cannot be read (unreachable, unauthorised,
 //! malformed) gives one warning and a build without cache; one that cannot be written gives one
 //! warning after a successful build.
 
-use std::collections::{BTreeMap, HashMap};
+pub mod key;
+mod step;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use tracing::{info, warn};
 
-use crate::build::executor::{LayerRef, StageImage};
+pub use key::StepKey;
+pub use step::Cached;
+
+use crate::build::executor::LayerRef;
 use crate::image::{self, Descriptor, Manifest};
 use crate::registry::{BlobSource, Client, PushBlob, PushImage, Reference, RegistryError};
 
@@ -55,6 +67,12 @@ pub struct Entry {
     pub diff_id: Option<String>,
     /// Seconds since the epoch.
     pub created: i64,
+    /// The [`StepKey::parent`] and [`StepKey::what`] parts of the key, kept to say why a later
+    /// lookup missed (absent in entries written before they existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub what: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -76,6 +94,11 @@ pub struct LayerCache {
     /// `false` when the repository could not be read: every lookup misses and nothing is saved.
     usable: bool,
     known: HashMap<String, Entry>,
+    /// `(parent, what)` and `what` of every known entry, to explain misses.
+    known_steps: HashSet<(String, String)>,
+    known_whats: HashSet<String>,
+    /// Layer digests read back from the repository and found whole in this build.
+    pub(crate) verified: HashSet<String>,
     added: Vec<Entry>,
 }
 
@@ -125,44 +148,6 @@ pub fn parse_ttl(s: &str) -> Result<u64, String> {
     Ok(total.round() as u64)
 }
 
-/// The key of a RUN step; see the module documentation for what goes into it.
-pub fn run_key(
-    platform: &str,
-    image: &StageImage,
-    visible_args: &[(String, String)],
-    instruction: &str,
-) -> String {
-    let mut h = Sha256::new();
-    let mut field = |name: &str, value: &str| {
-        h.update(name.as_bytes());
-        h.update((value.len() as u64).to_le_bytes());
-        h.update(value.as_bytes());
-    };
-    field("scheme", CACHE_TAG);
-    field("platform", platform);
-    for d in &image.layers {
-        field("layer", &d.diff_id);
-    }
-    let c = &image.config.config;
-    for e in c.env.iter().flatten() {
-        field("env", e);
-    }
-    field("user", c.user.as_deref().unwrap_or(""));
-    field("workdir", c.working_dir.as_deref().unwrap_or(""));
-    for s in c.shell.iter().flatten() {
-        field("shell", s);
-    }
-    let sorted: BTreeMap<&str, &str> = visible_args
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    for (k, v) in sorted {
-        field("arg", &format!("{k}={v}"));
-    }
-    field("instruction", instruction);
-    hex::encode(h.finalize())
-}
-
 impl LayerCache {
     /// Reads the cache repository's entry list. Never fails: a repository that cannot be read
     /// gives a warning and a cache that always misses.
@@ -172,6 +157,9 @@ impl LayerCache {
             ttl_secs: i64::try_from(ttl_secs).unwrap_or(i64::MAX),
             usable: true,
             known: HashMap::new(),
+            known_steps: HashSet::new(),
+            known_whats: HashSet::new(),
+            verified: HashSet::new(),
             added: Vec::new(),
         };
         let start = std::time::Instant::now();
@@ -183,6 +171,14 @@ impl LayerCache {
                     entries.len(),
                     start.elapsed()
                 );
+                for e in &entries {
+                    if let (Some(p), Some(w)) = (&e.parent, &e.what) {
+                        cache.known_steps.insert((p.clone(), w.clone()));
+                    }
+                    if let Some(w) = &e.what {
+                        cache.known_whats.insert(w.clone());
+                    }
+                }
                 cache.known = entries.into_iter().map(|e| (e.key.clone(), e)).collect();
             }
             Err(e) => {
@@ -198,17 +194,27 @@ impl LayerCache {
         cache
     }
 
-    /// Looks a key up, honouring the TTL.
-    pub fn lookup(&self, key: &str) -> Lookup {
+    /// Looks a step up, honouring the TTL; a miss says why, as far as the entries tell.
+    pub fn lookup(&self, key: &StepKey) -> Lookup {
         if !self.usable {
             return Lookup::Miss("the cache repository cannot be read");
         }
-        match self.known.get(key) {
-            None => Lookup::Miss("no entry for this key"),
+        match self.known.get(&key.key) {
             Some(e) if now() - e.created > self.ttl_secs => {
                 Lookup::Miss("the entry is older than --cache-ttl")
             }
             Some(e) => Lookup::Hit(Box::new(e.clone())),
+            None if self
+                .known_steps
+                .contains(&(key.parent.clone(), key.what.clone())) =>
+            {
+                Lookup::Miss(key.inputs_changed)
+            }
+            None if self.known_whats.contains(&key.what) => Lookup::Miss(
+                "the step is cached only on top of another image (the base image, an earlier \
+                 step, --reproducible or --compressed-caching differs)",
+            ),
+            None => Lookup::Miss("the step is not in the cache"),
         }
     }
 
@@ -226,15 +232,17 @@ impl LayerCache {
     }
 
     /// Remembers what a step produced, to be saved after the build.
-    pub fn add(&mut self, key: String, layer: Option<&LayerRef>) {
+    pub fn add(&mut self, key: StepKey, layer: Option<&LayerRef>) {
         if !self.usable {
             return;
         }
         self.added.push(Entry {
-            key,
+            key: key.key,
             layer: layer.map(|l| l.descriptor.clone()),
             diff_id: layer.map(|l| l.diff_id.clone()),
             created: now(),
+            parent: Some(key.parent),
+            what: Some(key.what),
         });
     }
 
@@ -374,6 +382,88 @@ async fn read_entries(client: &Client, repo: &Reference) -> Result<Vec<Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cache_with(entries: Vec<Entry>, usable: bool) -> LayerCache {
+        let mut c = LayerCache {
+            repo: Reference::parse("registry.test/app/cache").unwrap(),
+            ttl_secs: 3600,
+            usable,
+            known: HashMap::new(),
+            known_steps: HashSet::new(),
+            known_whats: HashSet::new(),
+            verified: HashSet::new(),
+            added: Vec::new(),
+        };
+        for e in entries {
+            c.known_steps
+                .insert((e.parent.clone().unwrap(), e.what.clone().unwrap()));
+            c.known_whats.insert(e.what.clone().unwrap());
+            c.known.insert(e.key.clone(), e);
+        }
+        c
+    }
+
+    fn step(key: &str, parent: &str, what: &str) -> StepKey {
+        StepKey {
+            key: key.into(),
+            parent: parent.into(),
+            what: what.into(),
+            inputs_changed: "the inputs changed",
+        }
+    }
+
+    fn entry(k: &StepKey, age: i64) -> Entry {
+        Entry {
+            key: k.key.clone(),
+            layer: None,
+            diff_id: None,
+            created: now() - age,
+            parent: Some(k.parent.clone()),
+            what: Some(k.what.clone()),
+        }
+    }
+
+    fn miss(l: Lookup) -> &'static str {
+        match l {
+            Lookup::Miss(why) => why,
+            Lookup::Hit(e) => panic!("unexpected hit {e:?}"),
+        }
+    }
+
+    #[test]
+    fn a_miss_says_which_part_of_the_key_differs() {
+        let cached = step("k1", "p1", "w1");
+        let old = step("k0", "p0", "w0");
+        let c = cache_with(vec![entry(&cached, 10), entry(&old, 7200)], true);
+        assert!(matches!(c.lookup(&cached), Lookup::Hit(_)));
+        assert_eq!(miss(c.lookup(&old)), "the entry is older than --cache-ttl");
+        assert_eq!(
+            miss(c.lookup(&step("k2", "p1", "w1"))),
+            "the inputs changed"
+        );
+        assert!(miss(c.lookup(&step("k3", "p9", "w1"))).contains("on top of another image"));
+        assert_eq!(
+            miss(c.lookup(&step("k4", "p1", "w9"))),
+            "the step is not in the cache"
+        );
+        let unread = cache_with(vec![entry(&cached, 10)], false);
+        assert_eq!(
+            miss(unread.lookup(&cached)),
+            "the cache repository cannot be read"
+        );
+    }
+
+    #[test]
+    fn entries_written_before_the_key_parts_were_kept_still_read() {
+        let list: EntryList =
+            serde_json::from_str(r#"{"entries":[{"key":"abc","created":5}]}"#).unwrap();
+        assert_eq!(list.entries[0].parent, None);
+        let written = serde_json::to_string(&EntryList {
+            entries: vec![entry(&step("k", "p", "w"), 0)],
+        })
+        .unwrap();
+        assert!(written.contains(r#""parent":"p","what":"w""#), "{written}");
+    }
 
     #[test]
     fn ttl_takes_go_durations() {

@@ -1,6 +1,12 @@
 //! The remote layer cache (`--cache`) against the harness's registry: hits skip the command and
 //! give the same digest, keys follow layer content, the cache repository keeps one tag, the TTL
-//! is honoured, and a cache that cannot be reached degrades to a build without it.
+//! is honoured, and a cache that cannot be reached degrades to a build without it. The
+//! submodules cover what a hit is checked against before use (`verify`), COPY/ADD caching and
+//! the per-step log (`steps`), and caches that refuse reads or writes (`access`).
+
+mod access;
+mod steps;
+mod verify;
 
 use std::process::Command;
 
@@ -9,7 +15,7 @@ use crate::harness::registry::TestRegistry;
 use crate::harness::*;
 
 #[allow(clippy::print_stderr)] // the skip message is for the person running the tests
-fn need_root(test: &str) -> bool {
+pub(super) fn need_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
@@ -17,19 +23,20 @@ fn need_root(test: &str) -> bool {
     false
 }
 
-fn count(log: &str, needle: &str) -> usize {
+pub(super) fn count(log: &str, needle: &str) -> usize {
     log.matches(needle).count()
 }
 
 /// Builds `df` in `dir` and returns (digest, log).
-fn build(dir: &std::path::Path, df: &str, args: &[&str]) -> (String, String) {
+pub(super) fn build(dir: &std::path::Path, df: &str, args: &[&str]) -> (String, String) {
     let out = build_in(dir, df, &[], args);
     let log = stderr(&out);
     let digest = ok(out).trim().to_string();
     (digest, log)
 }
 
-fn layers(image: &str) -> Vec<String> {
+/// The layer digests of an image in a plain-HTTP registry.
+pub(super) fn layers(image: &str) -> Vec<String> {
     let v = skopeo_inspect(&format!("docker://{image}"), false, &["--tls-verify=false"]);
     v["Layers"]
         .as_array()
@@ -203,18 +210,14 @@ fn an_unreachable_cache_repository_is_one_warning_not_a_failure() {
 }
 
 #[test]
-fn cache_flags_gantry_cannot_honour_are_errors() {
+fn bad_cache_flag_values_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
     let df = "FROM scratch\nCOPY f /f\n";
     for (flags, needle) in [
         (
-            &["--cache", "--cache-copy-layers"][..],
-            "--cache-copy-layers is not supported yet",
-        ),
-        (
-            &["--cache", "--compressed-caching=false"][..],
-            "--compressed-caching=false is not supported",
+            &["--cache", "--cache-copy-layers=maybe"][..],
+            "invalid value 'maybe' for '--cache-copy-layers",
         ),
         (
             &["--cache", "--cache-ttl", "10d"][..],
@@ -326,6 +329,83 @@ fn warm_fills_the_cache_dir_and_builds_pull_no_base_layer() {
 
     let e = fails(warm(tmp.path(), &["--cache-dir", &dir_s]));
     assert!(e.contains("nothing to warm"), "{e}");
+}
+
+#[test]
+fn warm_takes_images_by_reference_and_force_downloads_again() {
+    let reg = TestRegistry::plain();
+    let base = push_busybox(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache-dir");
+    let dir_s = dir.display().to_string();
+    let args = [
+        "--cache-dir",
+        &dir_s,
+        "--image",
+        &base,
+        "--insecure-registry",
+        &reg.addr,
+    ];
+    let out = warm(tmp.path(), &args);
+    let log = stderr(&out);
+    let printed = ok(out);
+    let manifest = skopeo_inspect(&format!("docker://{base}"), false, &["--tls-verify=false"]);
+    assert_eq!(
+        printed,
+        format!("{base}@{}\n", manifest["Digest"].as_str().unwrap())
+    );
+    let layers: Vec<&str> = manifest["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        log.contains(&format!("{n} of {n} layers downloaded", n = layers.len())),
+        "{log}"
+    );
+    for layer in &layers {
+        let file = dir
+            .join("blobs/sha256")
+            .join(layer.trim_start_matches("sha256:"));
+        let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(&gantry::image::sha256_digest(&bytes), layer);
+    }
+    // Warm again: everything is there already. With --force, everything is fetched again (a
+    // damaged file is replaced by the registry's bytes).
+    let log = stderr(&run(gantry(tmp.path()).arg("warm").args(args)));
+    assert!(
+        log.contains(&format!("0 of {} layers downloaded", layers.len())),
+        "{log}"
+    );
+    let first = dir
+        .join("blobs/sha256")
+        .join(layers[0].trim_start_matches("sha256:"));
+    std::fs::write(&first, b"damaged").unwrap();
+    let out = run(gantry(tmp.path()).arg("warm").arg("--force").args(args));
+    let log = stderr(&out);
+    ok(out);
+    assert!(
+        log.contains(&format!("{n} of {n} layers downloaded", n = layers.len())),
+        "{log}"
+    );
+    let bytes = std::fs::read(&first).unwrap();
+    assert_eq!(&gantry::image::sha256_digest(&bytes), layers[0]);
+
+    // A reference that names nothing fails, naming it.
+    let missing = format!("{}/base/none:latest", reg.addr);
+    let e = fails(warm(
+        tmp.path(),
+        &[
+            "--cache-dir",
+            &dir_s,
+            "--image",
+            &missing,
+            "--insecure-registry",
+            &reg.addr,
+        ],
+    ));
+    assert!(e.contains("base/none"), "{e}");
 }
 
 #[test]
