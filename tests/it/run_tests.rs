@@ -1,6 +1,8 @@
 //! RUN end to end: the root filesystem, the sandbox and snapshots, checked in the pushed image
 //! with umoci and podman. These need root (overlayfs, namespaces) and say so when they skip.
 
+mod interrupt;
+
 use crate::build_tests::{build_in, build_in_env, push_busybox};
 use crate::harness::registry::TestRegistry;
 use crate::harness::*;
@@ -216,115 +218,6 @@ fn multi_stage_copies_what_a_run_made() {
         std::fs::read_to_string(rootfs.join("app/checked")).unwrap(),
         "built\n"
     );
-}
-
-/// Sends `signal` to a build that is running a RUN step, and checks it stops within 5 seconds,
-/// exits non-zero, leaves no mount and no work directory, and that the next build works.
-fn interrupted_build_cleans_up(signal: i32, expected_code: i32) {
-    let reg = TestRegistry::plain();
-    let base = push_busybox(&reg);
-    let tmp = tempfile::tempdir().unwrap();
-    let work = tmp.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let ctx = tmp.path().join("ctx");
-    let df = format!("FROM {base}\nRUN echo started && sleep {}\n", 60 + signal);
-    write_files(&ctx, &[("Dockerfile", &df)]);
-    let mut child = gantry(tmp.path())
-        .env("GANTRY_WORK_DIR", &work)
-        .arg("build")
-        .arg("--context")
-        .arg(&ctx)
-        .args(["--no-push", "--insecure-registry", &reg.addr])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the RUN step is running (its output reaches gantry's stderr).
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            .expect("RUN never started");
-        if line.contains("started") {
-            break;
-        }
-    }
-    let sent = std::time::Instant::now();
-    // SAFETY: kill(2) on the child this test started.
-    unsafe {
-        libc::kill(child.id() as i32, signal);
-    }
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            sent.elapsed() < std::time::Duration::from_secs(5),
-            "gantry did not stop within 5 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(expected_code));
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mountinfo.contains(work.to_str().unwrap()),
-        "a mount under the work directory is left:\n{mountinfo}"
-    );
-    let left: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
-    assert!(left.is_empty(), "work directory not removed: {left:?}");
-    // No `sleep` from the sandbox is still running.
-    let sleeper = format!("sleep {}", 60 + signal);
-    let ps = std::process::Command::new("pgrep")
-        .args(["-f", &sleeper])
-        .output()
-        .unwrap();
-    assert!(
-        ps.stdout.is_empty(),
-        "sandboxed command still running: {}",
-        String::from_utf8_lossy(&ps.stdout)
-    );
-
-    // The next build works.
-    write_files(
-        &ctx,
-        &[(
-            "Dockerfile",
-            &format!("FROM {base}\nRUN echo again > /again\n"),
-        )],
-    );
-    ok(run(gantry(tmp.path())
-        .env("GANTRY_WORK_DIR", &work)
-        .arg("build")
-        .arg("--context")
-        .arg(&ctx)
-        .args(["--no-push", "--insecure-registry", &reg.addr])));
-}
-
-#[test]
-fn sigterm_during_run_stops_and_cleans_up() {
-    if !need_root("sigterm_during_run_stops_and_cleans_up") {
-        return;
-    }
-    interrupted_build_cleans_up(libc::SIGTERM, 143);
-}
-
-#[test]
-fn sigint_during_run_stops_and_cleans_up() {
-    if !need_root("sigint_during_run_stops_and_cleans_up") {
-        return;
-    }
-    interrupted_build_cleans_up(libc::SIGINT, 130);
 }
 
 #[test]

@@ -34,6 +34,9 @@ pub enum Fault {
     ResetDownload { after: usize },
     /// Hold the request this long, then forward it.
     Stall(Duration),
+    /// Forward the request, then relay the answer at about this many bytes a second (a slow
+    /// network, for interrupting a download in the middle).
+    SlowDownload { bytes_per_sec: u64 },
     /// Answer 401 with the registry's own current challenge (`WWW-Authenticate` of `GET /v2/`),
     /// as a registry does when a token expires in the middle of a push.
     FreshChallenge,
@@ -52,6 +55,7 @@ impl Fault {
             Fault::ResetUpload { after } => format!("reset upload after {after}"),
             Fault::ResetDownload { after } => format!("reset download after {after}"),
             Fault::Stall(d) => format!("stall {d:?}"),
+            Fault::SlowDownload { bytes_per_sec } => format!("slow download {bytes_per_sec} B/s"),
             Fault::FreshChallenge => "fresh challenge".into(),
             Fault::DeclineMount => "decline mount".into(),
         }
@@ -493,6 +497,20 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
         return Ok(());
     }
     log(status);
+    if let Some(Fault::SlowDownload { bytes_per_sec }) = &fault {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = up_reader.read(&mut buf)?;
+            if n == 0 {
+                return client.flush();
+            }
+            client.write_all(&buf[..n])?;
+            client.flush()?;
+            std::thread::sleep(Duration::from_secs_f64(
+                n as f64 / (*bytes_per_sec).max(1) as f64,
+            ));
+        }
+    }
     if method != "HEAD" {
         match resp.framing() {
             Framing::None => {
