@@ -311,8 +311,8 @@ fn sigterm_during_snapshot_stops_and_cleans_up() {
     let build = dirs.start(
         &format!(
             "FROM {base}\n\
-             RUN mkdir /many && cd /many && seq 1 30000 | xargs touch && \
-             head -c 200000000 /dev/urandom > /big && echo command-finished\n"
+             RUN mkdir /many && cd /many && seq 1 10000 | xargs touch && \
+             head -c 64000000 /dev/urandom > /big && echo command-finished\n"
         ),
         &["--no-push", "--insecure-registry", &reg.addr],
     );
