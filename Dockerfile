@@ -17,10 +17,12 @@ COPY gantry /usr/local/bin/gantry
 COPY gantry /kaniko/executor
 # The marker that lets in-place isolation overwrite the root filesystem: only inside this image.
 COPY gantry-image /kaniko/.gantry-image
-COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+# Under /kaniko, as kaniko keeps its own: an in-place build unpacks and deletes /etc, and must
+# not take gantry's CA bundle with it.
+COPY ca-certificates.crt /kaniko/ssl/certs/ca-certificates.crt
 COPY workspace /workspace
 ENV PATH=/usr/local/bin:/kaniko \
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    SSL_CERT_FILE=/kaniko/ssl/certs/ca-certificates.crt \
     DOCKER_CONFIG=/kaniko/.docker/
 WORKDIR /workspace
 ENTRYPOINT ["/usr/local/bin/gantry"]

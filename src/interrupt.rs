@@ -1,7 +1,10 @@
 //! What gantry undoes when it is interrupted (SIGINT, SIGTERM): the sandbox helpers it started are
-//! killed, the overlay mounts it made are detached, and its work directories are removed, before it
-//! exits non-zero. Components register what they create here and unregister it when they have
-//! cleaned up themselves; the signal task only handles what is still registered.
+//! killed, the overlay mounts it made are detached, and its work directories and temporary files
+//! are removed, before it exits non-zero. Components register what they create here and unregister
+//! it when they have cleaned up themselves; the signal task only handles what is still registered.
+//! Most things live in the build's work directory, which is registered once; what must live
+//! elsewhere (a blob spooled for a push, a temporary file in `--cache-dir`) is registered on its
+//! own, most simply with a [`Registered`] guard.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -48,6 +51,24 @@ pub fn unregister_dir(path: &Path) {
     with(|p| p.dirs.retain(|x| x != path));
 }
 
+/// Registers a directory or file for removal on interruption until the guard is dropped. Declare
+/// the guard after the owner of the path (a `TempDir`), so that it is unregistered first.
+#[must_use = "the path is unregistered when the guard is dropped"]
+pub struct Registered(PathBuf);
+
+impl Registered {
+    pub fn new(path: &Path) -> Registered {
+        register_dir(path);
+        Registered(path.to_path_buf())
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        unregister_dir(&self.0);
+    }
+}
+
 /// Undoes everything still registered: kill, then unmount (newest first), then remove.
 pub fn cleanup() {
     let (pids, mounts, dirs) = with(|p| {
@@ -72,7 +93,16 @@ pub fn cleanup() {
         let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
     }
     for d in dirs {
-        let _ = std::fs::remove_dir_all(&d);
+        // Registered paths are mostly directories; temporary files are registered the same way.
+        match std::fs::symlink_metadata(&d) {
+            Ok(md) if md.is_dir() => {
+                let _ = std::fs::remove_dir_all(&d);
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(&d);
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -114,8 +144,17 @@ mod tests {
         std::fs::create_dir(&other).unwrap();
         register_dir(&other);
         unregister_dir(&other);
+        let file = keep.path().join("blob.tmp-1");
+        std::fs::write(&file, "partial").unwrap();
+        let guard = Registered::new(&file);
+        let kept_file = keep.path().join("kept.tmp");
+        std::fs::write(&kept_file, "done").unwrap();
+        drop(Registered::new(&kept_file));
         cleanup();
         assert!(!doomed.exists());
         assert!(other.exists());
+        assert!(!file.exists(), "a registered file is removed");
+        assert!(kept_file.exists(), "a dropped guard unregisters its file");
+        drop(guard);
     }
 }

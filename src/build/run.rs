@@ -103,7 +103,12 @@ async fn run_uncached(
         cwd,
         user: spec_user,
         isolation,
+        work_dir: b.work_path().to_path_buf(),
     };
+    if isolation == Isolation::Chroot && !Real.is_privileged() {
+        // Rootless snapshots take unchanged owners from the index (see build::tree).
+        b.index_of(image).await?;
+    }
     let (entries, upper) = if isolation == Isolation::Chroot && b.overlay != Some(false) {
         match run_overlay(b, image, ins, &spec).await? {
             Some(done) => done,
@@ -159,6 +164,8 @@ struct Command {
     cwd: String,
     user: Option<String>,
     isolation: Isolation,
+    /// The build's work directory, where the sandbox keeps its per-run files.
+    work_dir: PathBuf,
 }
 
 /// Overlay mode: mounts a fresh upper directory over the layer directories, runs, and returns the
@@ -239,6 +246,9 @@ async fn run_overlay(
         start.elapsed()
     );
     let entries = filter_created(entries, &created);
+    // `--ignore-path` stays out of the layer; the files stay in the upper directory, so later
+    // RUNs of the build still see them, as they would in place.
+    let entries = drop_ignored(entries, &b.settings.ignore_paths);
     let entries = prune_unchanged_dirs(entries, |rel| {
         use std::os::unix::fs::MetadataExt;
         lowers
@@ -263,19 +273,19 @@ async fn run_tree(
         Some(t) => t,
         None => {
             if cmd.isolation == Isolation::InPlace {
-                let mut ignore = sandbox::inplace_ignore_paths();
-                if !b.settings.ignore_var_run {
-                    ignore.retain(|p| p != Path::new("/var/run"));
-                }
-                ignore.extend(b.settings.ignore_paths.iter().cloned());
-                crate::build::tree::Tree::new(PathBuf::from("/"), ignore)
+                let ignore = b.in_place_ignores();
+                debug!("in-place ignore paths: {ignore:?}");
+                crate::build::tree::Tree::new(PathBuf::from("/"), ignore.clone(), ignore)
             } else {
                 let root = b.work_path().join("tree");
                 std::fs::create_dir_all(&root)?;
-                crate::build::tree::Tree::new(root, b.settings.ignore_paths.clone())
+                crate::build::tree::Tree::new(root, b.settings.ignore_paths.clone(), Vec::new())
             }
         }
     };
+    // Rootless, the tree holds no image owners: they come from the index and the id map.
+    let rootless =
+        (cmd.isolation == Isolation::Chroot && !Real.is_privileged()).then(sandbox::IdMap::current);
     let result = async {
         tree.prepare(b, image).await?;
         let before = tree.before()?;
@@ -291,7 +301,12 @@ async fn run_tree(
             );
         }
         let start = std::time::Instant::now();
-        let entries = tree.changes(&before, b.settings.snapshot_mode)?;
+        let owners = match (&rootless, image.index.as_deref()) {
+            (Some(map), Some(index)) => Some((map, index)),
+            (Some(_), None) => bail!("internal: rootless RUN without the image's index"),
+            (None, _) => None,
+        };
+        let entries = tree.changes(&before, b.settings.snapshot_mode, owners)?;
         debug!(
             "snapshot of `{}`: {} entries in {:.2?}",
             ins.original,
@@ -308,6 +323,17 @@ async fn run_tree(
     .await;
     b.tree = Some(tree);
     result
+}
+
+/// Drops the entries at or below any of `ignore` (absolute image paths).
+fn drop_ignored(entries: Vec<LayerEntry>, ignore: &[PathBuf]) -> Vec<LayerEntry> {
+    if ignore.is_empty() {
+        return entries;
+    }
+    entries
+        .into_iter()
+        .filter(|e| !ignore.iter().any(|i| Path::new(&e.path).starts_with(i)))
+        .collect()
 }
 
 fn filter_created(entries: Vec<LayerEntry>, created: &[PathBuf]) -> Vec<LayerEntry> {
@@ -373,6 +399,7 @@ fn run_in(root: &Path, cmd: &Command) -> Result<sandbox::RunOutcome> {
         cwd: cmd.cwd.clone(),
         user: cmd.user.clone(),
         hostname: None,
+        work_dir: Some(cmd.work_dir.clone()),
     };
     let outcome = tokio::task::block_in_place(|| sandbox::run(&spec, cmd.isolation, &Real));
     if cmd.script.is_some() {
@@ -382,6 +409,43 @@ fn run_in(root: &Path, cmd: &Command) -> Result<sandbox::RunOutcome> {
 }
 
 impl Builder {
+    /// What an in-place build never snapshots, unpacks over or deletes: gantry's own files,
+    /// `/workspace`, the mount points and `/var/run` ([`sandbox::inplace_ignore_paths`]), the
+    /// `--ignore-path`s, and the files of this build that live in the root it works on: its work
+    /// directory (blobs, spool, the sandbox's files), `--cache-dir`, a local context directory
+    /// and the output files. Without the work directory here, the next RUN's layer would carry
+    /// the blobs of the previous one, and the next stage would delete them.
+    fn in_place_ignores(&self) -> Vec<PathBuf> {
+        let s = &self.settings;
+        let mut ignore = sandbox::inplace_ignore_paths();
+        if !s.ignore_var_run {
+            ignore.retain(|p| p != Path::new("/var/run"));
+        }
+        ignore.extend(s.ignore_paths.iter().cloned());
+        let ours = [
+            Some(self.work_path().to_path_buf()),
+            s.cache_dir.clone(),
+            Some(self.context.root.clone()),
+            s.tar_path.clone(),
+            s.oci_layout_path.clone(),
+            s.digest_file.clone(),
+            s.image_name_with_digest_file.clone(),
+            s.image_name_tag_with_digest_file.clone(),
+        ];
+        for p in ours.into_iter().flatten() {
+            let p = std::fs::canonicalize(&p)
+                .or_else(|_| std::path::absolute(&p))
+                .unwrap_or(p);
+            // A context of `/` cannot be kept apart from the root it is: left to the user.
+            if p != Path::new("/") {
+                ignore.push(p);
+            }
+        }
+        ignore.sort();
+        ignore.dedup();
+        ignore
+    }
+
     /// The isolation for RUN, chosen once per build.
     fn isolation(&mut self) -> Result<Isolation> {
         if let Some(i) = self.isolation {

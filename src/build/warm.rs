@@ -64,6 +64,7 @@ pub fn take_from_cache(dir: &Path, digest: &str, dest: &Path) -> bool {
         }
     }
     let tmp = unique_tmp(dest);
+    let _registered = crate::interrupt::Registered::new(&tmp);
     let copied = std::fs::hard_link(&src, &tmp)
         .or_else(|_| std::fs::copy(&src, &tmp).map(|_| ()))
         .and_then(|_| std::fs::rename(&tmp, dest));
@@ -87,10 +88,14 @@ pub fn store_in_cache(dir: &Path, digest: &str, from: &Path) {
     let result = (|| -> std::io::Result<()> {
         std::fs::create_dir_all(dest.parent().expect("blob path has a parent"))?;
         let tmp = unique_tmp(&dest);
-        if std::fs::hard_link(from, &tmp).is_err() {
-            std::fs::copy(from, &tmp)?;
+        let _registered = crate::interrupt::Registered::new(&tmp);
+        let stored = std::fs::hard_link(from, &tmp)
+            .or_else(|_| std::fs::copy(from, &tmp).map(|_| ()))
+            .and_then(|()| std::fs::rename(&tmp, &dest));
+        if stored.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::rename(&tmp, &dest)
+        stored
     })();
     if let Err(e) = result {
         warn!(
@@ -100,6 +105,8 @@ pub fn store_in_cache(dir: &Path, digest: &str, from: &Path) {
     }
 }
 
+/// A temporary name next to `dest`, unique across processes sharing the directory. Callers
+/// register it with [`crate::interrupt`] while it exists, so Ctrl-C does not leave it behind.
 fn unique_tmp(dest: &Path) -> PathBuf {
     let mut name = dest.as_os_str().to_os_string();
     name.push(format!(
@@ -153,12 +160,21 @@ pub fn run(args: WarmArgs) -> Result<()> {
                     continue;
                 }
                 let tmp = unique_tmp(&dest);
+                // The download streams through `<tmp>.tmp` before it is renamed to `tmp`.
+                let mut partial = tmp.clone().into_os_string();
+                partial.push(".tmp");
+                let _registered = [
+                    crate::interrupt::Registered::new(&tmp),
+                    crate::interrupt::Registered::new(Path::new(&partial)),
+                ];
                 client
                     .fetch_blob(&resolved.reference, desc, &tmp)
                     .await
                     .with_context(|| format!("warming {r}"))?;
-                std::fs::rename(&tmp, &dest)
-                    .with_context(|| format!("storing `{}`", dest.display()))?;
+                if let Err(e) = std::fs::rename(&tmp, &dest) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e).with_context(|| format!("storing `{}`", dest.display()));
+                }
                 fetched += 1;
             }
             info!(

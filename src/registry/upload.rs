@@ -155,6 +155,8 @@ impl Client {
                     path: std::env::temp_dir(),
                     source,
                 })?;
+                // Removed by the interrupt handler too, should a signal come mid-transfer.
+                let _registered = crate::interrupt::Registered::new(dir.path());
                 let spool = dir.path().join("blob");
                 self.fetch_blob(from, desc, &spool).await?;
                 self.upload_file(dest, desc, &spool).await

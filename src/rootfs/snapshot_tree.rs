@@ -38,6 +38,16 @@ pub struct NodeState {
     pub ino: u64,
     pub nlink: u64,
     pub link: Option<String>,
+    /// Creation time in nanoseconds where the filesystem records one (`statx` btime): tells a
+    /// file re-created under a reused inode number from the file that was there.
+    pub btime_ns: Option<i128>,
+}
+
+impl NodeState {
+    /// Whether `later` is still the same file as `self` (not deleted and re-created).
+    pub fn same_file(&self, later: &NodeState) -> bool {
+        self.dev == later.dev && self.ino == later.ino && self.btime_ns == later.btime_ns
+    }
 }
 
 /// A tree's metadata, by absolute-style path (`/usr/bin/x`; the root itself is not recorded).
@@ -108,6 +118,11 @@ fn node_of(md: &std::fs::Metadata, host: &Path) -> Result<NodeState, SnapshotErr
         ino: md.ino(),
         nlink: md.nlink(),
         link,
+        btime_ns: md
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128),
     })
 }
 

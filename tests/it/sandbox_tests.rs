@@ -44,6 +44,7 @@ fn spec(root: &Path, script: &str) -> RunSpec {
         cwd: "/".into(),
         user: None,
         hostname: None,
+        work_dir: None,
     }
 }
 
@@ -348,12 +349,16 @@ fn choose_isolation_probes_and_guards_in_place() {
     );
 }
 
+/// In place, with the run's own files (result file, resolv.conf and hosts copies) in the given
+/// work directory while it runs and gone afterwards.
 #[test]
 fn in_place_runs_in_the_current_root() {
     if !harness::is_root() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
     let out_file = dir.path().join("out");
     let s = RunSpec {
         rootfs: "/".into(),
@@ -361,14 +366,16 @@ fn in_place_runs_in_the_current_root() {
             "/bin/sh".into(),
             "-c".into(),
             format!(
-                "id -u > {0}; pwd >> {0}; echo $GREETING >> {0}",
-                out_file.display()
+                "id -u > {0}; pwd >> {0}; echo $GREETING >> {0}; cd {1}/gantry-run-* && ls >> {0}",
+                out_file.display(),
+                work.display()
             ),
         ],
         env: vec!["GREETING=hi".into()],
         cwd: dir.path().join("wd").display().to_string(),
         user: None,
         hostname: None,
+        work_dir: Some(work.clone()),
     };
     let out =
         sandbox::run_with_helper(&s, Isolation::InPlace, &Real, &harness::gantry_bin()).unwrap();
@@ -376,8 +383,12 @@ fn in_place_runs_in_the_current_root() {
     assert!(out.created.is_empty());
     assert_eq!(
         std::fs::read_to_string(&out_file).unwrap(),
-        format!("0\n{}\nhi\n", dir.path().join("wd").display())
+        format!(
+            "0\n{}\nhi\nhosts\nresolv.conf\nresult\n",
+            dir.path().join("wd").display()
+        )
     );
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
 }
 
 /// The rootless path for real: the helper runs as `nobody` (the test is root only to set that

@@ -12,14 +12,25 @@ use std::path::{Path, PathBuf};
 /// The file that marks gantry's own image; its Dockerfile must create it.
 pub const IMAGE_MARKER: &str = "/kaniko/.gantry-image";
 
-/// Paths that are never snapshotted in place, besides mount points.
-pub const FIXED_IGNORES: &[&str] = &["/kaniko", "/workspace", "/proc", "/sys", "/dev", "/var/run"];
+/// Paths that are never snapshotted in place, besides mount points. `/kaniko` holds gantry's own
+/// files (the executor, the marker, the CA bundle, the docker config) as in kaniko's image;
+/// `/busybox` is the debug image's shell, which the CI job's later script lines still need
+/// (kaniko's debug image makes it a volume; gantry's keeps it out by name).
+pub const FIXED_IGNORES: &[&str] = &[
+    "/kaniko",
+    "/busybox",
+    "/workspace",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/var/run",
+];
 
-/// Paths the in-place snapshot and unpacking must leave alone: gantry's own files (the
-/// `/kaniko` directory and the running binary), `/workspace`, `/proc`, `/sys`, `/dev`,
-/// `/var/run`, and every mount point in `/proc/self/mountinfo` except `/`. Sorted, without
-/// duplicates. The executor adds `--ignore-path` values and drops `/var/run` when
-/// `--ignore-var-run=false`.
+/// Paths the in-place snapshot and unpacking must leave alone: gantry's own files (`/kaniko`,
+/// `/busybox` and the running binary), `/workspace`, `/proc`, `/sys`, `/dev`, `/var/run`, and
+/// every mount point in `/proc/self/mountinfo` except `/`. Sorted, without duplicates. The
+/// executor adds `--ignore-path` values and the build's own directories and files, and drops
+/// `/var/run` when `--ignore-var-run=false`.
 pub fn inplace_ignore_paths() -> Vec<PathBuf> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let exe = std::fs::read_link("/proc/self/exe").ok();
@@ -83,7 +94,7 @@ mod tests {
 27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
 40 27 0:50 / /builds/my\\040project rw - tmpfs tmpfs rw
 41 27 0:51 /etc/hosts /etc/hosts rw - ext4 /dev/vda rw
-42 27 0:52 / /busybox rw - tmpfs tmpfs rw
+42 27 0:52 / /cache rw - tmpfs tmpfs rw
 ";
 
     #[test]
@@ -92,6 +103,7 @@ mod tests {
         let want: Vec<PathBuf> = [
             "/builds/my project",
             "/busybox",
+            "/cache",
             "/dev",
             "/etc/hosts",
             "/kaniko",

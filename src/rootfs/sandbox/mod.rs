@@ -74,6 +74,12 @@ pub struct RunSpec {
     pub user: Option<String>,
     /// The hostname inside the UTS namespace (chroot only); the host's name when `None`.
     pub hostname: Option<String>,
+    /// Where the run keeps its own files (the helper's result file, the copies of resolv.conf
+    /// and hosts): a fresh `gantry-run-*` directory is made here and removed afterwards. The
+    /// build passes its work directory, so that an interrupted run leaves nothing elsewhere and
+    /// an in-place snapshot never sees these files; the system temp directory when `None`.
+    #[serde(default)]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// How a RUN ended.
@@ -171,13 +177,16 @@ pub fn run_with_helper(
         Isolation::InPlace => Vec::new(),
     };
 
-    let work = tempfile::Builder::new()
-        .prefix("gantry-run-")
-        .tempdir()
-        .map_err(|source| SandboxError::Step {
-            step: "create a work directory",
-            source,
-        })?;
+    let mut work = tempfile::Builder::new();
+    work.prefix("gantry-run-");
+    let work = match &spec.work_dir {
+        Some(dir) => work.tempdir_in(dir),
+        None => work.tempdir(),
+    }
+    .map_err(|source| SandboxError::Step {
+        step: "create a work directory",
+        source,
+    })?;
     let result = work.path().join("result");
     std::fs::write(&result, b"").map_err(|source| SandboxError::Step {
         step: "create the result file",

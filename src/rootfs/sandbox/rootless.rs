@@ -79,6 +79,29 @@ impl IdMap {
         uid <= uids && gids.iter().all(|g| *g <= groups)
     }
 
+    /// The ids a file owned by host ids `uid`/`gid` has inside the namespace, which are the ids
+    /// the image records: gantry's own ids are 0, the subordinate range is 1..=count. `None` for
+    /// an id the namespace does not map (it shows up there as the overflow id, 65534).
+    pub fn to_image(&self, uid: u32, gid: u32) -> Option<(u32, u32)> {
+        let inside = |id: u32, own: u32, start: u32, count: u32| {
+            if id == own {
+                Some(0)
+            } else if id >= start && id - start < count {
+                Some(id - start + 1)
+            } else {
+                None
+            }
+        };
+        let (us, uc, gs, gc) = match self.subordinate {
+            Some(s) => (s.uid_start, s.uid_count, s.gid_start, s.gid_count),
+            None => (0, 0, 0, 0),
+        };
+        Some((
+            inside(uid, self.uid, us, uc)?,
+            inside(gid, self.gid, gs, gc)?,
+        ))
+    }
+
     /// `newuidmap`/`newgidmap` arguments after the pid, for uids (`true`) or gids.
     pub fn tool_args(&self, uids: bool) -> Vec<String> {
         let (own, start, count) = match (self.subordinate, uids) {
@@ -204,6 +227,36 @@ mod tests {
         );
         assert!(full.covers(1000, &[1000, 44]));
         assert!(!full.covers(1000, &[1001]));
+    }
+
+    #[test]
+    fn host_owners_map_back_to_image_ids() {
+        let single = IdMap {
+            uid: 1000,
+            gid: 100,
+            subordinate: None,
+        };
+        assert_eq!(single.to_image(1000, 100), Some((0, 0)));
+        // Only gantry's own ids exist inside a single-id namespace.
+        assert_eq!(single.to_image(0, 0), None);
+        assert_eq!(single.to_image(1000, 0), None);
+        let full = IdMap {
+            subordinate: Some(Subordinate {
+                uid_start: 100000,
+                uid_count: 65536,
+                gid_start: 200000,
+                gid_count: 1000,
+            }),
+            ..single
+        };
+        // USER app (1000:1000 inside) writes files owned by 100999:200999 on the host.
+        assert_eq!(full.to_image(100999, 200999), Some((1000, 1000)));
+        assert_eq!(full.to_image(100000, 200000), Some((1, 1)));
+        assert_eq!(full.to_image(1000, 100), Some((0, 0)));
+        assert_eq!(full.to_image(165535, 200999), Some((65536, 1000)));
+        assert_eq!(full.to_image(165536, 200000), None);
+        assert_eq!(full.to_image(100000, 201000), None);
+        assert_eq!(full.to_image(99999, 100), None);
     }
 
     #[test]

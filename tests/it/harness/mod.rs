@@ -165,3 +165,55 @@ pub fn podman_run(storage: &Path, image: &str, cmd: &[&str]) -> Output {
         .args(cmd);
     run(&mut c)
 }
+
+/// The entries of each layer of `layout:tag` as GNU tar lists them with `--numeric-owner -tv`:
+/// `(name, uid, gid)`, names without `./`, the trailing `/` of directories and a link's target,
+/// in archive order.
+pub fn layer_entries(layout: &Path, tag: &str) -> Vec<Vec<(String, u32, u32)>> {
+    let manifest: serde_json::Value = serde_json::from_slice(&fixtures::blob(
+        layout,
+        &fixtures::manifest_digest(layout, tag),
+    ))
+    .expect("the manifest is JSON");
+    manifest["layers"]
+        .as_array()
+        .expect("the manifest has layers")
+        .iter()
+        .map(|l| {
+            let hex = l["digest"].as_str().unwrap().trim_start_matches("sha256:");
+            let out = ok(run(Command::new("tar")
+                .args(["--numeric-owner", "-tvzf"])
+                .arg(layout.join("blobs/sha256").join(hex))));
+            out.lines().filter_map(tar_line).collect()
+        })
+        .collect()
+}
+
+/// `drwxr-xr-x 0/0 0 1970-01-01 00:00 ./name/` → `("name", 0, 0)`.
+fn tar_line(line: &str) -> Option<(String, u32, u32)> {
+    let mut rest = line.trim_start();
+    let mut fields = Vec::new();
+    for _ in 0..5 {
+        let end = rest.find(char::is_whitespace)?;
+        fields.push(&rest[..end]);
+        rest = rest[end..].trim_start();
+    }
+    let (uid, gid) = fields[1].split_once('/')?;
+    let name = rest
+        .split(" -> ")
+        .next()
+        .and_then(|n| n.split(" link to ").next())?;
+    let name = name.trim_start_matches("./").trim_end_matches('/');
+    if name.is_empty() {
+        return None;
+    }
+    Some((name.to_string(), uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// [`layer_entries`] without the owners.
+pub fn layer_listings(layout: &Path, tag: &str) -> Vec<Vec<String>> {
+    layer_entries(layout, tag)
+        .into_iter()
+        .map(|l| l.into_iter().map(|(name, _, _)| name).collect())
+        .collect()
+}

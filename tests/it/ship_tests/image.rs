@@ -1,18 +1,21 @@
 //! gantry's own image (the root Dockerfile), built by gantry from a static binary and run with
-//! podman: `--version` through both entry paths, the CA bundle and the in-place marker, and a
-//! small build inside the debug image in in-place mode.
+//! podman: `--version` through both entry paths, the CA bundle and the in-place marker, a small
+//! build inside the debug image, and multi-stage builds with RUN steps inside the debug image, in
+//! place, as a GitLab job using the Docker executor runs them.
 //!
 //! The static binary is built by `scripts/build-static.sh` (scripts/test.sh runs it before the
 //! suite; cargo cannot build it from inside a running test without waiting on its own lock).
-//! The build inside the container has no RUN: gantry's in-place RUN support is still limited,
-//! so the in-place test covers the isolation choice and a COPY-only build.
+//! Rebuild it after changing gantry, or these tests check the previous binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::repo;
 use crate::harness::registry::TestRegistry;
-use crate::harness::{gantry, is_root, ok, run, skopeo_inspect, stderr, stdout, write_files};
+use crate::harness::{
+    gantry, is_root, layer_listings, ok, run, skopeo_inspect, skopeo_to_layout, stderr, stdout,
+    umoci_unpack, write_files,
+};
 
 /// The static binary scripts/build-static.sh builds.
 fn static_binary() -> Option<PathBuf> {
@@ -55,29 +58,34 @@ fn podman(storage: &Path) -> Command {
     c
 }
 
-#[test]
-fn gantry_builds_its_own_image_and_podman_runs_it() {
+/// The static binary when these tests can run here (root, for podman with vfs and runc), or
+/// `None` with the reason on stderr.
+fn can_run(test: &str) -> Option<PathBuf> {
     if !is_root() {
-        eprintln!("skipping: running gantry's image with podman (vfs, runc) needs root");
-        return;
+        eprintln!("skipping {test}: running gantry's image with podman (vfs, runc) needs root");
+        return None;
     }
-    let Some(bin) = static_binary() else {
+    let bin = static_binary();
+    if bin.is_none() {
         eprintln!(
-            "skipping: no static binary; run `bash scripts/build-static.sh` (scripts/test.sh does)"
+            "skipping {test}: no static binary; run `bash scripts/build-static.sh` (scripts/test.sh does)"
         );
-        return;
-    };
-    let reg = TestRegistry::plain();
-    let tmp = tempfile::tempdir().unwrap();
-    let context = tmp.path().join("image-context");
+    }
+    bin
+}
+
+/// Builds gantry's image (`latest`) and its debug target (`debug`) from `bin` with gantry, and
+/// pushes both to `reg`; returns the repository (`host:port/gantry/gantry`).
+fn build_own_image(tmp: &Path, reg: &TestRegistry, bin: &Path) -> String {
+    let context = tmp.join("image-context");
     ok(run(Command::new("bash")
         .arg(repo().join("scripts/image-context.sh"))
         .arg(&context)
-        .arg(&bin)));
+        .arg(bin)));
     let image = format!("{}/gantry/gantry", reg.addr);
     let dockerfile = repo().join("Dockerfile");
     for (target, tag) in [(None, "latest"), (Some("debug"), "debug")] {
-        let mut cmd = gantry(tmp.path());
+        let mut cmd = gantry(tmp);
         cmd.args(["build", "--context"])
             .arg(&context)
             .arg("--dockerfile")
@@ -89,6 +97,17 @@ fn gantry_builds_its_own_image_and_podman_runs_it() {
         }
         ok(run(&mut cmd));
     }
+    image
+}
+
+#[test]
+fn gantry_builds_its_own_image_and_podman_runs_it() {
+    let Some(bin) = can_run("gantry_builds_its_own_image_and_podman_runs_it") else {
+        return;
+    };
+    let reg = TestRegistry::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = build_own_image(tmp.path(), &reg, &bin);
     let cfg = skopeo_inspect(
         &format!("docker://{image}:latest"),
         true,
@@ -121,7 +140,8 @@ fn gantry_builds_its_own_image_and_podman_runs_it() {
         .arg(format!("{image}:debug"))
         .args([
             "-c",
-            "test -s /etc/ssl/certs/ca-certificates.crt && test -f /kaniko/.gantry-image && \
+            "test -s /kaniko/ssl/certs/ca-certificates.crt && test -f /kaniko/.gantry-image && \
+             test \"$SSL_CERT_FILE\" = /kaniko/ssl/certs/ca-certificates.crt && \
              test -d /workspace && pwd && echo $PATH",
         ])));
     assert_eq!(out, "/workspace\n/usr/local/bin:/kaniko:/busybox\n");
@@ -168,4 +188,131 @@ fn gantry_builds_its_own_image_and_podman_runs_it() {
     let digest = std::fs::read_to_string(ctx.join("digest")).unwrap();
     let inspect = skopeo_inspect(&format!("docker://{inner}"), false, &["--tls-verify=false"]);
     assert_eq!(inspect["Digest"], digest.trim());
+}
+
+/// A GitLab job on the Docker executor, as gantry's debug image sees it: an unprivileged
+/// container (no namespaces, no mounts) with the project mounted at /workspace. With no
+/// `--isolation`, gantry must pick in-place, run every RUN over `/`, and keep its own work
+/// files, /workspace, /var/run and the container's mounts out of the layers; a second stage
+/// starts from an emptied root; `--cleanup` lets the next build run in the same container with
+/// gantry's own files intact; and kaniko's entry path with kaniko's flags builds the same image.
+#[test]
+fn debug_image_runs_multi_stage_builds_in_place() {
+    let Some(bin) = can_run("debug_image_runs_multi_stage_builds_in_place") else {
+        return;
+    };
+    let reg = TestRegistry::plain();
+    let base = crate::build_tests::push_busybox(&reg);
+    let tmp = tempfile::tempdir().unwrap();
+    let image = build_own_image(tmp.path(), &reg, &bin);
+    let ctx = tmp.path().join("project");
+    let dockerfile = format!(
+        "FROM {base} AS build\n\
+         RUN mkdir -p /out /var/run && echo one > /out/one.txt && echo 1 > /var/run/build.pid\n\
+         RUN echo two > /out/two.txt\n\
+         FROM {base}\n\
+         COPY --from=build /out/ /app/\n\
+         RUN test ! -e /out && cat /app/one.txt /app/two.txt > /app/both.txt\n\
+         CMD [\"cat\", \"/app/both.txt\"]\n"
+    );
+    write_files(
+        &ctx,
+        &[("Dockerfile", &dockerfile), ("notes.txt", "context only\n")],
+    );
+    let app = format!("{}/inner/app", reg.addr);
+    let flags = format!("--insecure-registry {}", reg.addr);
+    let script = format!(
+        "set -e\n\
+         gantry build --context /workspace --target build --destination {app}:build {flags} --cleanup\n\
+         test ! -e /out && test -f /var/run/build.pid\n\
+         gantry build --context /workspace --target build --destination {app}:var-run {flags} \
+           --ignore-var-run=false --cleanup\n\
+         test ! -e /var\n\
+         gantry build --context /workspace --destination {app}:gantry {flags} --reproducible \
+           --digest-file /workspace/digest-gantry --cleanup\n\
+         test -x /busybox/sh && test -s /kaniko/ssl/certs/ca-certificates.crt\n\
+         test -f /kaniko/.gantry-image && test -x /usr/local/bin/gantry\n\
+         test ! -e /app && test ! -e /out && test ! -e /bin && test ! -e /etc/passwd\n\
+         ls -A /tmp > /workspace/tmp-after\n\
+         /kaniko/executor --context dir:///workspace --dockerfile /workspace/Dockerfile \
+           --destination {app}:kaniko {flags} --reproducible --snapshot-mode=redo \
+           --digest-file /workspace/digest-kaniko\n"
+    );
+    let out = run(podman(&tmp.path().join("podman"))
+        .args(run_args("host"))
+        .arg("-v")
+        .arg(format!("{}:/workspace", ctx.display()))
+        .args(["--entrypoint", "sh"])
+        .arg(format!("{image}:debug"))
+        .args(["-c", &script]));
+    let log = stderr(&out);
+    assert!(
+        out.status.success(),
+        "builds in the debug image failed\nstdout:\n{}\nstderr:\n{log}",
+        stdout(&out)
+    );
+    assert_eq!(log.matches("RUN isolation: InPlace").count(), 4, "{log}");
+    assert!(log.contains("emptying / for the next stage"), "{log}");
+    assert_eq!(log.matches("--cleanup: emptied /").count(), 3, "{log}");
+    assert_eq!(
+        std::fs::read_to_string(ctx.join("tmp-after")).unwrap(),
+        "",
+        "gantry left files in /tmp"
+    );
+
+    let layout = tmp.path().join("layout");
+    for tag in ["build", "var-run", "gantry", "kaniko"] {
+        skopeo_to_layout(
+            &format!("docker://{app}:{tag}"),
+            &layout,
+            tag,
+            &["--src-tls-verify=false"],
+        );
+    }
+    let base_layers = layer_listings(&crate::harness::fixtures::busybox(), "latest");
+    let strs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // Only what each RUN wrote: not the previous RUN's layer blob in the work directory, not
+    // /workspace, not /var/run unless asked.
+    let mut want = base_layers.clone();
+    want.push(strs(&["out", "out/one.txt", "var"]));
+    want.push(strs(&["out", "out/two.txt"]));
+    assert_eq!(layer_listings(&layout, "build"), want);
+    let mut want = base_layers.clone();
+    want.push(strs(&[
+        "out",
+        "out/one.txt",
+        "var",
+        "var/run",
+        "var/run/build.pid",
+    ]));
+    want.push(strs(&["out", "out/two.txt"]));
+    assert_eq!(layer_listings(&layout, "var-run"), want);
+    let mut want = base_layers;
+    want.push(strs(&["app", "app/one.txt", "app/two.txt"]));
+    want.push(strs(&["app", "app/both.txt"]));
+    assert_eq!(layer_listings(&layout, "gantry"), want);
+
+    // kaniko's path and flags give the very same image.
+    let digest = std::fs::read_to_string(ctx.join("digest-gantry")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ctx.join("digest-kaniko")).unwrap(),
+        digest
+    );
+    let inspect = skopeo_inspect(
+        &format!("docker://{app}:gantry"),
+        false,
+        &["--tls-verify=false"],
+    );
+    assert_eq!(inspect["Digest"], digest.trim());
+
+    let rootfs = umoci_unpack(&layout, "gantry", &tmp.path().join("bundle"));
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("app/both.txt")).unwrap(),
+        "one\ntwo\n"
+    );
+    let rootfs = umoci_unpack(&layout, "var-run", &tmp.path().join("bundle-var-run"));
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("var/run/build.pid")).unwrap(),
+        "1\n"
+    );
 }
