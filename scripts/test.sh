@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(docker-registry skopeo umoci buildah podman runc busybox-static debootstrap
           apache2-utils jq time hyperfine ca-certificates qemu-user-static binfmt-support
-          git python3-venv libssl-dev pkg-config)
+          git python3-venv libssl-dev pkg-config shellcheck)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,6 +11,7 @@
 // A test whose tool is missing says so on stderr and skips.
 #![allow(clippy::print_stderr)]
 
+mod examples;
 mod gitlab;
 mod image;
 mod lint;
@@ -96,6 +97,9 @@ pub struct Runner {
     pub path: Vec<PathBuf>,
     /// The job's working directory (GITHUB_WORKSPACE).
     pub workspace: PathBuf,
+    /// Run the steps as this user id (with its group, no supplementary groups) instead of the
+    /// test's own: a GitHub-hosted runner's user is not root.
+    pub uid: Option<u32>,
 }
 
 impl Runner {
@@ -144,6 +148,7 @@ impl Runner {
             env,
             path,
             workspace,
+            uid: None,
         }
     }
 
@@ -181,10 +186,18 @@ impl Runner {
                 },
             }
         };
+        // What the runner creates belongs to the user the steps run as.
+        let own = |p: &Path| {
+            if let Some(uid) = self.uid {
+                std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+            }
+        };
         let runner_temp = self.tmp.path().join("runner-temp");
         std::fs::create_dir_all(&runner_temp).unwrap();
+        own(&runner_temp);
         let github_path = self.tmp.path().join("github_path");
         std::fs::write(&github_path, "").unwrap();
+        own(&github_path);
         let mut step_outputs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         let mut log = String::new();
         let steps = action["runs"]["steps"].as_array().expect("runs.steps");
@@ -225,6 +238,7 @@ impl Runner {
             std::fs::write(&script_path, script).unwrap();
             let output_file = self.tmp.path().join(format!("output-{i}"));
             std::fs::write(&output_file, "").unwrap();
+            own(&output_file);
             let mut path: Vec<PathBuf> = std::fs::read_to_string(&github_path)
                 .unwrap()
                 .lines()
@@ -248,6 +262,11 @@ impl Runner {
                 for (k, v) in env {
                     cmd.env(k, eval(v.as_str().expect("env values are strings")));
                 }
+            }
+            if let Some(uid) = self.uid {
+                use std::os::unix::process::CommandExt;
+                // std drops the supplementary groups when a root parent sets the uid.
+                cmd.uid(uid).gid(uid);
             }
             let out = run(&mut cmd);
             log.push_str(&stdout(&out));
@@ -520,7 +539,13 @@ fn action_per_arch_matrix_then_manifest() {
 /// A release directory as cargo-dist lays one out, holding a stand-in gantry that records its
 /// arguments: `<dir>/download/v9.9.9/gantry-x86_64-unknown-linux-musl.tar.xz(.sha256)`.
 fn fake_release(root: &Path, checksum_ok: bool) -> PathBuf {
-    let name = "gantry-x86_64-unknown-linux-musl";
+    fake_release_for(root, "x86_64", checksum_ok)
+}
+
+/// As [`fake_release`], with only the archive for `arch` (`x86_64` or `aarch64`).
+fn fake_release_for(root: &Path, arch: &str, checksum_ok: bool) -> PathBuf {
+    let name = format!("gantry-{arch}-unknown-linux-musl");
+    let name = name.as_str();
     let stage = root.join("stage").join(name);
     std::fs::create_dir_all(&stage).unwrap();
     write_files(
@@ -716,44 +741,175 @@ fn action_refuses_bad_input_with_one_line() {
     }
 }
 
-#[test]
-fn action_runs_gantry_with_sudo_and_says_so() {
-    let mut r = Runner::new();
-    scratch_context(&r.workspace);
-    // A stand-in sudo that records how it was called, then runs the command.
+/// Puts a stand-in `sudo` first on the runner's PATH. It appends each call's arguments to the
+/// returned file, answers `sudo -n true` (the action's "does passwordless sudo work?" probe) with
+/// `passwordless`, and runs `sudo -E CMD...` as CMD (as the calling user: the test checks the
+/// action's choice, not sudo).
+fn fake_sudo(r: &mut Runner, passwordless: bool) -> PathBuf {
     let bin = r.tmp.path().join("sudo-bin");
-    let record = r.tmp.path().join("sudo-called");
+    let record = r.tmp.path().join("sudo-calls");
+    let probe = if passwordless { 0 } else { 1 };
     write_files(
         &bin,
         &[(
             "sudo",
             &format!(
-                "#!/bin/sh\n[ \"$1\" = -n ] && exit 0\nprintf '%s\\n' \"$*\" > {}\n[ \"$1\" = -E ] && shift\nexec \"$@\"\n",
+                "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n[ \"$1\" = -n ] && exit {probe}\n[ \"$1\" = -E ] && shift\nexec \"$@\"\n",
                 record.display()
             ),
         )],
     );
     crate::harness::ok(run(Command::new("chmod").arg("+x").arg(bin.join("sudo"))));
     r.path.insert(0, bin);
+    record
+}
+
+/// The calls the stand-in sudo saw, one line each (none when it was never called).
+fn sudo_calls(record: &Path) -> Vec<String> {
+    std::fs::read_to_string(record)
+        .map(|t| t.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+const SUDO_LINE: &str =
+    "gantry: running with sudo: RUN steps need root for chroot isolation on this runner";
+
+/// A runner whose steps run as a user that is not root, as on GitHub-hosted runners (`runner`,
+/// uid 1001). As root the tests drop to `nobody`, handing it the runner's directories;
+/// otherwise the test's own user is already not root.
+fn non_root_runner() -> Runner {
+    let mut r = Runner::new();
+    if crate::harness::is_root() {
+        let nobody = 65534;
+        r.uid = Some(nobody);
+        crate::harness::ok(run(Command::new("chown")
+            .arg("-R")
+            .arg(format!("{nobody}:{nobody}"))
+            .arg(r.tmp.path())));
+    }
+    r
+}
+
+#[test]
+fn action_runs_gantry_with_sudo_and_says_so() {
+    let mut r = Runner::new();
+    scratch_context(&r.workspace);
+    let record = fake_sudo(&mut r, true);
     r.input("sudo", "true")
         .input("push", "false")
         .input("tags", "type=raw,value=x");
     let result = r.run();
     assert!(result.success, "{}", result.log);
+    assert!(result.log.contains(SUDO_LINE), "{}", result.log);
+    let gantry = gantry_path_dir(r.tmp.path()).join("gantry");
+    let calls = sudo_calls(&record);
+    assert_eq!(
+        calls.len(),
+        1,
+        "sudo: true asks no question first: {calls:?}"
+    );
     assert!(
-        result.log.contains(
-            "gantry: running with sudo: RUN steps need root for chroot isolation on this runner"
-        ),
+        calls[0].starts_with(&format!("-E {} ci build", gantry.display())),
+        "{calls:?}"
+    );
+    assert!(result.outputs["digest"].starts_with("sha256:"));
+}
+
+#[test]
+fn action_sudo_auto_uses_passwordless_sudo_for_a_non_root_runner_user() {
+    // The default, `sudo: auto`, as GitHub-hosted runners meet it: the steps run as a user that
+    // is not root, and `sudo -n` works.
+    let mut r = non_root_runner();
+    r.inputs.remove("sudo");
+    scratch_context(&r.workspace);
+    let record = fake_sudo(&mut r, true);
+    r.input("push", "false").input("tags", "type=raw,value=x");
+    let result = r.run();
+    assert!(result.success, "{}", result.log);
+    assert!(result.log.contains(SUDO_LINE), "{}", result.log);
+    let gantry = gantry_path_dir(r.tmp.path()).join("gantry");
+    let calls = sudo_calls(&record);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0], "-n true");
+    assert!(
+        calls[1].starts_with(&format!("-E {} ci build ", gantry.display())),
+        "{calls:?}"
+    );
+    assert!(
+        result.outputs["digest"].starts_with("sha256:"),
+        "{:?}",
+        result.outputs
+    );
+}
+
+#[test]
+fn action_sudo_auto_runs_gantry_directly_when_sudo_needs_a_password() {
+    // A self-hosted runner whose user has no passwordless sudo: `auto` asks once, then runs
+    // gantry as the user (RUN steps then use rootless isolation where the kernel allows it).
+    let mut r = non_root_runner();
+    r.inputs.remove("sudo");
+    scratch_context(&r.workspace);
+    let record = fake_sudo(&mut r, false);
+    r.input("push", "false").input("tags", "type=raw,value=x");
+    let result = r.run();
+    assert!(result.success, "{}", result.log);
+    assert!(!result.log.contains(SUDO_LINE), "{}", result.log);
+    assert_eq!(sudo_calls(&record), ["-n true"]);
+    assert!(result.outputs["digest"].starts_with("sha256:"));
+}
+
+#[test]
+fn action_sudo_auto_never_calls_sudo_as_root() {
+    if !crate::harness::is_root() {
+        eprintln!("skipping: the root runner case needs the test to run as root");
+        return;
+    }
+    let mut r = Runner::new();
+    r.inputs.remove("sudo");
+    scratch_context(&r.workspace);
+    let record = fake_sudo(&mut r, true);
+    r.input("push", "false").input("tags", "type=raw,value=x");
+    let result = r.run();
+    assert!(result.success, "{}", result.log);
+    assert!(!result.log.contains(SUDO_LINE), "{}", result.log);
+    assert_eq!(sudo_calls(&record), Vec::<String>::new());
+}
+
+#[test]
+fn action_installs_the_aarch64_release_on_arm64_runners() {
+    // Only the aarch64 archive exists: picking any other asset fails the download.
+    let mut r = Runner::new();
+    let releases = fake_release_for(r.tmp.path(), "aarch64", true);
+    let args_file = r.tmp.path().join("args");
+    r.path.clear();
+    r.env("RUNNER_ARCH", "ARM64")
+        .env("GANTRY_ARGS_FILE", &args_file.display().to_string())
+        .input("version", "9.9.9")
+        .input("download-url", &format!("file://{}", releases.display()));
+    let result = r.run();
+    assert!(result.success, "{}", result.log);
+    assert!(
+        result.log.contains(&format!(
+            "gantry: downloading file://{}/download/v9.9.9/gantry-aarch64-unknown-linux-musl.tar.xz",
+            releases.display()
+        )),
         "{}",
         result.log
     );
-    let called = std::fs::read_to_string(&record).unwrap();
-    assert!(
-        called.starts_with(&format!(
-            "-E {} ci build",
-            gantry_path_dir(r.tmp.path()).join("gantry").display()
-        )),
-        "{called}"
+    assert!(result
+        .log
+        .contains("gantry: installed gantry 9.9.9 (sha256 "));
+    let args = std::fs::read_to_string(&args_file).unwrap();
+    assert_eq!(args.lines().take(2).collect::<Vec<_>>(), ["ci", "build"]);
+    // The same runner with only the x86_64 archive published: the download names the asset.
+    let mut r = Runner::new();
+    let releases = fake_release_for(r.tmp.path(), "x86_64", true);
+    r.path.clear();
+    r.env("RUNNER_ARCH", "ARM64")
+        .input("version", "9.9.9")
+        .input("download-url", &format!("file://{}", releases.display()));
+    fails_with(
+        &r.run(),
+        "/download/v9.9.9/gantry-aarch64-unknown-linux-musl.tar.xz`",
     );
-    assert!(result.outputs["digest"].starts_with("sha256:"));
 }

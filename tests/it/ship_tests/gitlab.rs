@@ -282,17 +282,25 @@ fn gitlab_jobs_without_credentials_name_the_variable_to_set() {
             "{job}: {err}"
         );
     }
-    // Half a login names the missing half.
-    let mut env = env;
-    env.insert("GANTRY_REGISTRY_USER".into(), "bot".into());
-    let vars = template_variables(&doc, ".gantry-build");
-    let err = crate::harness::fails(run_job(
-        &script(&doc[".gantry-build"]),
-        &vars,
-        &env,
-        &project,
-    ));
-    assert!(err.contains("set GANTRY_REGISTRY_PASSWORD"), "{err}");
+    // Half a login names the missing half, in both jobs.
+    for (given, message) in [
+        (
+            "GANTRY_REGISTRY_USER",
+            "gantry: GANTRY_REGISTRY_USER is set but GANTRY_REGISTRY_PASSWORD is not; set GANTRY_REGISTRY_PASSWORD (a masked CI/CD variable)",
+        ),
+        (
+            "GANTRY_REGISTRY_PASSWORD",
+            "gantry: GANTRY_REGISTRY_PASSWORD is set but GANTRY_REGISTRY_USER is not; set GANTRY_REGISTRY_USER",
+        ),
+    ] {
+        let mut env = env.clone();
+        env.insert(given.into(), "half".into());
+        for job in [".gantry-build", ".gantry-manifest"] {
+            let vars = template_variables(&doc, job);
+            let err = crate::harness::fails(run_job(&script(&doc[job]), &vars, &env, &project));
+            assert_eq!(err.trim_end(), message, "{job} with only {given}");
+        }
+    }
     // Without push, no credentials are needed.
     let mut env = pipeline_env(&reg, &project);
     env.insert("GANTRY_TAG_RULES".into(), "type=raw,value=local".into());
@@ -316,7 +324,15 @@ fn gitlab_component_wires_every_input_and_runs_the_template_scripts() {
         .keys()
         .cloned()
         .collect();
-    for name in ["image", "context", "dockerfile", "arches", "tag-rules"] {
+    for name in [
+        "image",
+        "context",
+        "dockerfile",
+        "platforms",
+        "tag-rules",
+        "labels",
+        "push",
+    ] {
         assert!(inputs.iter().any(|i| i == name), "input `{name}` missing");
     }
     let text = std::fs::read_to_string(repo().join(COMPONENT)).unwrap();
@@ -339,8 +355,8 @@ fn gitlab_component_wires_every_input_and_runs_the_template_scripts() {
     assert_eq!(script(build), script(&template[".gantry-build"]));
     assert_eq!(script(manifest), script(&template[".gantry-manifest"]));
     assert_eq!(
-        build["parallel"]["matrix"][0]["GANTRY_ARCH"],
-        "$[[ inputs.arches ]]"
+        build["parallel"]["matrix"][0]["GANTRY_PLATFORM"],
+        "$[[ inputs.platforms ]]"
     );
     assert_eq!(manifest["needs"][0], "$[[ inputs.job-prefix ]]-build");
     assert_eq!(build["artifacts"]["reports"]["dotenv"], "gantry.env");
@@ -352,9 +368,97 @@ fn gitlab_component_wires_every_input_and_runs_the_template_scripts() {
 }
 
 /// `gitlab-ci-local` as installed by scripts/ship-tools.sh.
-fn gitlab_ci_local() -> Option<PathBuf> {
+pub fn gitlab_ci_local() -> Option<PathBuf> {
     let p = repo().join("target/ship-tools/node_modules/.bin/gitlab-ci-local");
     p.exists().then_some(p)
+}
+
+/// Makes `project` a git checkout of `group/app` on gitlab.example.com with everything in it
+/// committed and `v2.0.0` tagged, as the runner checks a tag pipeline out; returns HEAD's sha.
+pub fn checkout(project: &Path) -> String {
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+        &["tag", "v2.0.0"],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://gitlab.example.com/group/app.git",
+        ],
+    ] {
+        ok(run(Command::new("git").args(args).current_dir(project)));
+    }
+    ok(run(Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(project)))
+    .trim()
+    .to_string()
+}
+
+/// Runs the pipeline of `project` under gitlab-ci-local as the tag pipeline of `v2.0.0`, its
+/// registry `reg` (image `<reg>/group/app`), with `variables` added; gives success and the log.
+pub fn gitlab_ci_local_pipeline(
+    gcl: &Path,
+    project: &Path,
+    reg: &TestRegistry,
+    variables: &[(&str, &str)],
+) -> (bool, String) {
+    let image = format!("{}/group/app", reg.addr);
+    let home = project.parent().unwrap();
+    let gantry_dir = gantry_path_dir(home);
+    let mut cmd = Command::new(gcl);
+    cmd.current_dir(project)
+        .env("PATH", path_with(&[&gantry_dir]))
+        .env("HOME", home)
+        // Each job in its own copy of the project, as on real runners: without
+        // `--shell-isolation` the two matrix jobs share one directory and race on `gantry.env`,
+        // so one job's dotenv report overwrites the other's.
+        .args(["--force-shell-executor", "--shell-isolation", "--no-color"])
+        // gitlab-ci-local says GITLAB_CI=false (it is not GitLab); the jobs need GitLab's view.
+        .args(["--variable", "GITLAB_CI=true"])
+        .args(["--variable", &format!("CI_REGISTRY={}", reg.addr)])
+        .args(["--variable", &format!("CI_REGISTRY_IMAGE={image}")])
+        .args(["--variable", "CI_REGISTRY_PASSWORD=unused"])
+        .args(["--variable", "CI_COMMIT_TAG=v2.0.0"])
+        .args(["--variable", "SOURCE_DATE_EPOCH=1704164645"]);
+    for (k, v) in variables {
+        cmd.args(["--variable", &format!("{k}={v}")]);
+    }
+    let out = run(&mut cmd);
+    (out.status.success(), stdout(&out) + &stderr(&out))
+}
+
+/// The platforms of the index at `reference`, `os/arch[/variant]` → child digest.
+fn index_platforms(reference: &str) -> BTreeMap<String, String> {
+    let raw = skopeo_raw(&format!("docker://{reference}"), &["--tls-verify=false"]);
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("`{reference}` is not an index"))
+        .iter()
+        .map(|m| {
+            let p = &m["platform"];
+            let mut name = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            );
+            if let Some(v) = p["variant"].as_str() {
+                name = format!("{name}/{v}");
+            }
+            (name, m["digest"].as_str().unwrap().to_string())
+        })
+        .collect()
 }
 
 #[test]
@@ -377,57 +481,14 @@ fn example_gitlab_pipeline_runs_under_gitlab_ci_local() {
     std::fs::write(project.join(".gitlab-ci.yml"), local.as_bytes()).unwrap();
     std::fs::create_dir_all(project.join("gitlab")).unwrap();
     std::fs::copy(repo().join(TEMPLATE), project.join(TEMPLATE)).unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "."],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "commit",
-            "-qm",
-            "init",
-        ],
-        &["tag", "v2.0.0"],
-        &[
-            "remote",
-            "add",
-            "origin",
-            "https://gitlab.example.com/group/app.git",
-        ],
-    ] {
-        ok(run(Command::new("git").args(args).current_dir(&project)));
-    }
+    checkout(&project);
     let image = format!("{}/group/app", reg.addr);
-    let gantry_dir = gantry_path_dir(tmp.path());
-    let mut cmd = Command::new(&gcl);
-    cmd.current_dir(&project)
-        .env("PATH", path_with(&[&gantry_dir]))
-        .env("HOME", tmp.path())
-        // Each job in its own copy of the project, as on real runners: without
-        // `--shell-isolation` the two matrix jobs share one directory and race on `gantry.env`,
-        // so one job's dotenv report overwrites the other's.
-        .args(["--force-shell-executor", "--shell-isolation", "--no-color"])
-        // gitlab-ci-local says GITLAB_CI=false (it is not GitLab); the jobs need GitLab's view.
-        .args(["--variable", "GITLAB_CI=true"])
-        .args(["--variable", &format!("CI_REGISTRY={}", reg.addr)])
-        .args(["--variable", &format!("CI_REGISTRY_IMAGE={image}")])
-        .args(["--variable", "CI_REGISTRY_PASSWORD=unused"])
-        .args(["--variable", "CI_COMMIT_TAG=v2.0.0"])
-        .args(["--variable", "SOURCE_DATE_EPOCH=1704164645"])
-        .args([
-            "--variable",
-            // The two jobs push the same blob at once; docker-registry's filesystem driver can
-            // answer 500 to one of them, which a retry absorbs (as in real pipelines).
-            &format!(
-                "GANTRY_EXTRA_ARGS=--insecure-registry {} --push-retry 3",
-                reg.addr
-            ),
-        ]);
-    let out = run(&mut cmd);
-    let log = stdout(&out) + &stderr(&out);
-    assert!(out.status.success(), "gitlab-ci-local failed:\n{log}");
+    // The two jobs push the same blob at once; docker-registry's filesystem driver can answer
+    // 500 to one of them, which a retry absorbs (as in real pipelines).
+    let extra = format!("--insecure-registry {} --push-retry 3", reg.addr);
+    let (success, log) =
+        gitlab_ci_local_pipeline(&gcl, &project, &reg, &[("GANTRY_EXTRA_ARGS", &extra)]);
+    assert!(success, "gitlab-ci-local failed:\n{log}");
     for arch in ["amd64", "arm64"] {
         let inspect = skopeo_inspect(
             &format!("docker://{image}:2.0.0-{arch}"),
@@ -436,7 +497,143 @@ fn example_gitlab_pipeline_runs_under_gitlab_ci_local() {
         );
         assert_eq!(inspect["Architecture"], arch, "{log}");
     }
-    let raw = skopeo_raw(&format!("docker://{image}:2.0.0"), &["--tls-verify=false"]);
-    let index: Value = serde_json::from_slice(&raw).unwrap();
-    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{log}");
+    let platforms = index_platforms(&format!("{image}:2.0.0"));
+    assert_eq!(
+        platforms.keys().collect::<Vec<_>>(),
+        ["linux/amd64", "linux/arm64"],
+        "{log}"
+    );
+}
+
+/// A project that includes the component the way `examples/gitlab/component.gitlab-ci.yml`
+/// does, but from this checkout: gitlab-ci-local reads a component of the pipeline's own project
+/// at its own commit (`<host>/group/app/gantry@<HEAD sha>`) from `templates/gantry.yml`, and
+/// substitutes `$[[ inputs.* ]]` from the include's `inputs:` and the spec's defaults.
+/// `inputs` are added to the example's.
+fn component_project(tmp: &Path, inputs: &[(&str, Value)]) -> PathBuf {
+    let project = project(tmp);
+    std::fs::create_dir_all(project.join("templates")).unwrap();
+    std::fs::copy(repo().join(COMPONENT), project.join(COMPONENT)).unwrap();
+    let sha = checkout(&project);
+    let mut example = yaml("examples/gitlab/component.gitlab-ci.yml");
+    let include = &mut example["include"][0];
+    let component = include["component"].as_str().unwrap();
+    let (path, version) = component.rsplit_once('@').unwrap();
+    assert_eq!(path, "gitlab.com/gantry-build/gantry/gantry", "{component}");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"), "{component}");
+    include["component"] = format!("gitlab.example.com/group/app/gantry@{sha}").into();
+    for (k, v) in inputs {
+        include["inputs"][*k] = v.clone();
+    }
+    // JSON is YAML; written after the commit so the component's ref is that commit.
+    std::fs::write(
+        project.join(".gitlab-ci.yml"),
+        serde_json::to_string_pretty(&example).unwrap(),
+    )
+    .unwrap();
+    project
+}
+
+#[test]
+fn gitlab_component_substitutes_inputs_and_its_jobs_push_an_index() {
+    let Some(gcl) = gitlab_ci_local() else {
+        eprintln!("skipping: gitlab-ci-local is not installed; run `bash scripts/ship-tools.sh`");
+        return;
+    };
+    let reg = TestRegistry::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    // Given: platforms (with a variant), labels, extra-args and the example's tag rules; the
+    // rest (context, dockerfile, images, push, job names) comes from the spec's defaults.
+    let extra = format!("--insecure-registry {} --push-retry 3", reg.addr);
+    let project = component_project(
+        tmp.path(),
+        &[
+            (
+                "platforms",
+                serde_json::json!(["linux/amd64", "linux/arm/v7"]),
+            ),
+            (
+                "labels",
+                "org.opencontainers.image.title=From the component\nteam=infra".into(),
+            ),
+            ("extra-args", extra.into()),
+        ],
+    );
+    let (success, log) = gitlab_ci_local_pipeline(&gcl, &project, &reg, &[]);
+    assert!(success, "gitlab-ci-local failed:\n{log}");
+    for job in [
+        "gantry-build: [linux/amd64]",
+        "gantry-build: [linux/arm/v7]",
+        "gantry-manifest",
+    ] {
+        assert!(log.contains(job), "no job `{job}`:\n{log}");
+    }
+    let image = format!("{}/group/app", reg.addr);
+    let mut children = BTreeMap::new();
+    for (platform, tag) in [
+        ("linux/amd64", "2.0.0-amd64"),
+        ("linux/arm/v7", "2.0.0-armv7"),
+    ] {
+        let reference = format!("docker://{image}:{tag}");
+        let inspect = skopeo_inspect(&reference, false, &["--tls-verify=false"]);
+        let arch = platform.split('/').nth(1).unwrap();
+        assert_eq!(inspect["Architecture"], arch, "{tag}\n{log}");
+        let cfg = skopeo_inspect(&reference, true, &["--tls-verify=false"]);
+        let labels = &cfg["config"]["Labels"];
+        assert_eq!(
+            labels["org.opencontainers.image.title"],
+            "From the component"
+        );
+        assert_eq!(labels["team"], "infra");
+        assert_eq!(labels["org.opencontainers.image.version"], "2.0.0");
+        children.insert(
+            platform.to_string(),
+            inspect["Digest"].as_str().unwrap().to_string(),
+        );
+    }
+    // The example's tag rules: the semver tag and, for a release tag, latest.
+    for tag in ["2.0.0", "latest"] {
+        assert_eq!(
+            index_platforms(&format!("{image}:{tag}")),
+            children,
+            "{tag}\n{log}"
+        );
+    }
+}
+
+#[test]
+fn gitlab_component_without_push_builds_and_adds_no_manifest_job() {
+    let Some(gcl) = gitlab_ci_local() else {
+        eprintln!("skipping: gitlab-ci-local is not installed; run `bash scripts/ship-tools.sh`");
+        return;
+    };
+    let reg = TestRegistry::plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let project = component_project(tmp.path(), &[("push", "false".into())]);
+    let (success, log) = gitlab_ci_local_pipeline(&gcl, &project, &reg, &[]);
+    assert!(success, "gitlab-ci-local failed:\n{log}");
+    for platform in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            log.contains(&format!("gantry-build: [{platform}]")),
+            "{log}"
+        );
+    }
+    assert!(log.contains("--no-push"), "{log}");
+    assert!(!log.contains("gantry-manifest"), "{log}");
+    let out = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/group/app:2.0.0-amd64", reg.addr),
+    ]));
+    assert!(
+        !out.status.success(),
+        "an image was pushed with push: false"
+    );
+    // A value outside the input's options is refused before any job runs.
+    let tmp = tempfile::tempdir().unwrap();
+    let project = component_project(tmp.path(), &[("push", "no".into())]);
+    let (success, log) = gitlab_ci_local_pipeline(&gcl, &project, &reg, &[]);
+    assert!(!success, "{log}");
+    assert!(log.contains("`push` input: `no` cannot be used"), "{log}");
+    assert!(!log.contains("gantry ci build"), "{log}");
 }
