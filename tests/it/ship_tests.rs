@@ -367,7 +367,7 @@ fn action_inputs_and_outputs_are_all_wired() {
         assert!(inputs.iter().any(|i| *i == name), "input `{name}` missing");
     }
     let outputs: Vec<&String> = action["outputs"].as_object().unwrap().keys().collect();
-    for name in ["digest", "imageid", "tags", "labels", "metadata"] {
+    for name in ["digest", "imageid", "tags", "pushed", "labels", "metadata"] {
         assert!(
             outputs.iter().any(|o| *o == name),
             "output `{name}` missing"
@@ -405,7 +405,7 @@ fn action_inputs_and_outputs_are_all_wired() {
         );
     }
     // Outputs come from what `gantry ci build` writes to GITHUB_OUTPUT.
-    let written = ["digest", "tags", "labels", "json", "version"];
+    let written = ["digest", "tags", "pushed", "labels", "json", "version"];
     for (name, def) in action["outputs"].as_object().unwrap() {
         let v = def["value"].as_str().unwrap();
         let out = v
@@ -456,6 +456,10 @@ fn action_builds_and_pushes_with_the_gantry_on_path() {
     assert_eq!(
         o["tags"],
         format!("{image}:main\n{image}:sha-{}", &SHA[..7])
+    );
+    assert_eq!(
+        o["pushed"], o["tags"],
+        "without per-arch the derived tags are pushed"
     );
     let meta: Value = serde_json::from_str(&o["metadata"]).unwrap();
     assert_eq!(meta["tags"][1], format!("{image}:sha-{}", &SHA[..7]));
@@ -509,6 +513,7 @@ fn action_per_arch_matrix_then_manifest() {
         );
         assert_eq!(inspect["Digest"], result.outputs["digest"]);
         assert_eq!(inspect["Architecture"], arch);
+        assert_eq!(result.outputs["pushed"], format!("{image}:main-{arch}"));
         digests.insert(arch.to_string(), result.outputs["digest"].clone());
     }
     let mut r = Runner::new();
