@@ -157,7 +157,14 @@ fn git_contexts_check_out_the_named_branch_tag_and_commit() {
     // --context-sub-path applies inside the checkout.
     let sub = sub_path_reference(t, &f.dir);
     assert_eq!(got(&url, &["--context-sub-path", "other"]), sub);
-    let _ = &f.main;
+    // A commit in the history of the named branch, with single-branch.
+    assert_eq!(
+        got(
+            &format!("{url}#refs/heads/feature#{}", f.main),
+            &["--git", "single-branch=true"]
+        ),
+        f.digest_main
+    );
 }
 
 #[test]
