@@ -8,7 +8,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let (patterns, paths) = text.split_once('\0').unwrap_or((text, "a/b/c\nDockerfile\n.git/x"));
+    let (patterns, paths) = text
+        .split_once('\0')
+        .unwrap_or((text, "a/b/c\nDockerfile\n.git/x"));
     let Ok(ignore) = gantry::context::DockerIgnore::parse(patterns) else {
         return;
     };

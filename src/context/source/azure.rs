@@ -135,7 +135,11 @@ pub fn fetch(b: &AzureBlob, dest: &Path, source_name: &str) -> Result<(), Source
     let (cs_endpoint, cs_account, cs_key) = connection_string();
     let account = cs_account.unwrap_or_else(|| b.account.clone());
     let base = cs_endpoint.unwrap_or_else(|| format!("https://{}{SUFFIX}", b.account));
-    let key = env::var(env::AZURE_STORAGE_ACCESS_KEY).or(cs_key);
+    let key = match (env::var(env::AZURE_STORAGE_ACCESS_KEY), cs_key) {
+        (Some(k), _) => Some((k, "AZURE_STORAGE_ACCESS_KEY")),
+        (None, Some(k)) => Some((k, "the AccountKey of AZURE_STORAGE_CONNECTION_STRING")),
+        (None, None) => None,
+    };
     let raw = format!("{base}/{}/{}", b.container, b.blob);
     let url = url::Url::parse(&raw).map_err(|e| SourceError::Invalid {
         source_name: source_name.to_string(),
@@ -147,7 +151,9 @@ pub fn fetch(b: &AzureBlob, dest: &Path, source_name: &str) -> Result<(), Source
         ("x-ms-date".to_string(), date.clone()),
         ("x-ms-version".to_string(), API_VERSION.to_string()),
     ];
-    if let Some(key) = key {
+    tracing::debug!(context = %source_name, url = %url, "downloading the blob");
+    if let Some((key, from)) = key {
+        tracing::debug!(context = %source_name, account = %account, key = from, "signing with the storage account key");
         let auth = shared_key(
             "GET",
             &account,
@@ -163,6 +169,8 @@ pub fn fetch(b: &AzureBlob, dest: &Path, source_name: &str) -> Result<(), Source
             hint: "set AZURE_STORAGE_ACCESS_KEY to the storage account's access key",
         })?;
         headers.push(("authorization".into(), auth));
+    } else {
+        tracing::debug!(context = %source_name, "no storage account key: the request is anonymous");
     }
     let name = source_name.to_string();
     http::download_and_extract(dest, source_name, move |client| async move {

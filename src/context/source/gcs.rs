@@ -119,7 +119,7 @@ async fn access_token(
         action: "read GOOGLE_APPLICATION_CREDENTIALS",
         path: file.to_path_buf(),
         hint: "point GOOGLE_APPLICATION_CREDENTIALS at a readable service-account key JSON file",
-        source: e,
+        cause: e,
     })?;
     let key: KeyFile = serde_json::from_str(&text).map_err(|e| {
         bad(format!(
@@ -175,6 +175,7 @@ async fn access_token(
         .map(|(k, v)| format!("{k}={}", uri_encode(v, false)))
         .collect::<Vec<_>>()
         .join("&");
+    tracing::debug!(context = %source_name, token_uri = %token_uri, kind = %key.kind, "requesting an access token");
     let req = client
         .post(&token_uri)
         .header("content-type", "application/x-www-form-urlencoded")
@@ -184,7 +185,7 @@ async fn access_token(
         source_name,
         &token_uri,
         "the token endpoint",
-        "the credentials were refused: check the key file and that the account is enabled",
+        "check that GOOGLE_APPLICATION_CREDENTIALS holds a current key of an enabled service account",
     )
     .await?;
     let v: serde_json::Value = resp.json().await.map_err(|e| {
@@ -201,27 +202,48 @@ async fn access_token(
 /// Downloads the object and extracts it into `dest`.
 pub fn fetch(o: &GcsObject, dest: &Path, source_name: &str) -> Result<(), SourceError> {
     let base = endpoint();
-    let url = format!(
-        "{base}/storage/v1/b/{}/o/{}?alt=media",
-        uri_encode(&o.bucket, false),
-        uri_encode(&o.object, false)
-    );
+    let bucket_url = format!("{base}/storage/v1/b/{}", uri_encode(&o.bucket, false));
+    let url = format!("{bucket_url}/o/{}?alt=media", uri_encode(&o.object, false));
     let creds = env::var(env::GOOGLE_APPLICATION_CREDENTIALS).map(PathBuf::from);
     let name = source_name.to_string();
     http::download_and_extract(dest, source_name, move |client| async move {
-        let mut req = client.get(&url);
-        if let Some(file) = creds {
-            let token = access_token(&client, &file, &name).await?;
-            req = req.bearer_auth(token);
+        let token = match creds {
+            Some(file) => {
+                tracing::debug!(context = %name, key_file = %file.display(), "exchanging the credentials for an access token");
+                Some(access_token(&client, &file, &name).await?)
+            }
+            None => {
+                tracing::debug!(context = %name, "no GOOGLE_APPLICATION_CREDENTIALS: the request is anonymous");
+                None
+            }
+        };
+        let get = |url: &str| {
+            let req = client.get(url);
+            match &token {
+                Some(t) => req.bearer_auth(t),
+                None => req,
+            }
+        };
+        const DENIED: &str =
+            "check GOOGLE_APPLICATION_CREDENTIALS and that the account may read the bucket";
+        tracing::debug!(context = %name, url = %url, "downloading the object");
+        match http::send(get(&url), &name, &base, "the object", DENIED).await {
+            // The JSON API answers a missing bucket like a missing object (emulators with an
+            // empty body): asking for the bucket tells which it is. A reader without
+            // `storage.buckets.get` gets a 403 there, and the message stays about the object.
+            Err(SourceError::NotFound { status, .. }) => {
+                let what = match http::send(get(&bucket_url), &name, &base, "", DENIED).await {
+                    Err(SourceError::NotFound { .. }) => "the bucket",
+                    _ => "the object",
+                };
+                Err(SourceError::NotFound {
+                    source_name: name.clone(),
+                    what: what.into(),
+                    status,
+                })
+            }
+            other => other,
         }
-        http::send(
-            req,
-            &name,
-            &base,
-            "the object",
-            "check GOOGLE_APPLICATION_CREDENTIALS and that the account may read the bucket",
-        )
-        .await
     })
 }
 

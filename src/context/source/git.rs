@@ -3,7 +3,9 @@
 //!
 //! The fragment has kaniko's two optional parts: a reference (`refs/heads/main`,
 //! `refs/pull/1/head`, or a branch name) and a commit to check out. `--git` adds `branch=`,
-//! `single-branch=`, `recurse-submodules=` and `insecure-skip-tls=`. Credentials, in kaniko's
+//! `single-branch=` (look for the commit in the named reference only, instead of in every
+//! branch and tag as kaniko's full clone does), `recurse-submodules=` and `insecure-skip-tls=`.
+//! Only the named reference is fetched unless the commit is elsewhere. Credentials, in kaniko's
 //! order: `GIT_TOKEN` (sent as the Basic username), else `GIT_USERNAME`/`GIT_PASSWORD`, else
 //! user and password written in the URL. They are offered only to the repository's own host, so
 //! a submodule on another host never receives them. Extra CA certificates come from
@@ -202,17 +204,24 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The credentials to offer: `GIT_TOKEN`, else `GIT_USERNAME`/`GIT_PASSWORD`, else the URL's.
-fn credentials(ctx: &GitContext) -> Option<(String, String)> {
+/// The credentials to offer: `GIT_TOKEN`, else `GIT_USERNAME`/`GIT_PASSWORD`, else the URL's;
+/// with where they came from, for the log.
+fn credentials(ctx: &GitContext) -> Option<(String, String, &'static str)> {
     if let Some(token) = env::var(env::GIT_TOKEN) {
-        return Some((token, String::new()));
+        return Some((token, String::new(), "GIT_TOKEN"));
     }
     let user = env::var(env::GIT_USERNAME);
     let pass = env::var(env::GIT_PASSWORD);
     if user.is_some() || pass.is_some() {
-        return Some((user.unwrap_or_default(), pass.unwrap_or_default()));
+        return Some((
+            user.unwrap_or_default(),
+            pass.unwrap_or_default(),
+            "GIT_USERNAME/GIT_PASSWORD",
+        ));
     }
-    ctx.url_credentials.clone()
+    ctx.url_credentials
+        .clone()
+        .map(|(u, p)| (u, p, "the context URL"))
 }
 
 fn callbacks<'a>(
@@ -230,7 +239,14 @@ fn callbacks<'a>(
         tries.set(tries.get() + 1);
         match (&creds, same_host, tries.get()) {
             // Offered once: a second request means the server refused them.
-            (Some((u, p)), true, 1) => git2::Cred::userpass_plaintext(u, p),
+            (Some((u, p, from)), true, 1) => {
+                tracing::trace!(host = %host, from, "offering git credentials");
+                git2::Cred::userpass_plaintext(u, p)
+            }
+            (Some(_), false, _) => {
+                tracing::debug!(url = %url, "not offering git credentials to another host");
+                Err(git2::Error::from_str("authentication required"))
+            }
             _ => Err(git2::Error::from_str("authentication required")),
         }
     });
@@ -248,8 +264,18 @@ fn git_err(source_name: &str, action: &str, e: &git2::Error, hint: &'static str)
     }
 }
 
+/// Where every branch and tag lands when a commit is looked for beyond the named reference.
+const ALL_REFSPECS: [&str; 2] = [
+    "+refs/heads/*:refs/gantry/heads/*",
+    "+refs/tags/*:refs/gantry/tags/*",
+];
+
 /// Clones the repository into `dest` (an existing, empty directory) and checks out the
 /// requested reference or commit, with submodules when asked.
+///
+/// Only the named reference (or the remote's HEAD) is fetched first. A commit that it does not
+/// contain is then looked for in every branch and tag, as kaniko's clone of all branches finds
+/// it, unless `single-branch=true` limits the clone to that one reference.
 pub fn clone(ctx: &GitContext, dest: &Path, source_name: &str) -> Result<(), SourceError> {
     set_ca_file();
     let repo = Repository::init(dest).map_err(|e| {
@@ -260,45 +286,42 @@ pub fn clone(ctx: &GitContext, dest: &Path, source_name: &str) -> Result<(), Sou
             "check that the work directory is writable",
         )
     })?;
-    fetch_into(&repo, ctx, source_name)?;
-    let (_, wanted) = ctx.refspec();
+    let (refspec, wanted) = ctx.refspec();
+    fetch_into(&repo, ctx, source_name, &[refspec.as_str()], &wanted)?;
     let fetched = repo
         .find_reference("refs/gantry/wanted")
         .and_then(|r| r.peel_to_commit())
-        .map_err(|e| {
-            git_err(
-                source_name,
-                &format!("reference `{wanted}` was not fetched"),
-                &e,
-                "check that the branch or reference exists on the server",
-            )
+        .map_err(|_| SourceError::Git {
+            source_name: source_name.to_string(),
+            message: format!("the reference `{wanted}` does not exist in the repository"),
+            hint: "check the branch or reference name; `git ls-remote URL` lists them",
         })?;
     let commit = match &ctx.commit {
         Some(c) => {
-            let oid = Oid::from_str(c).map_err(|e| {
-                git_err(
+            let mut found = find_commit(&repo, c);
+            if found.is_none() && !ctx.options.single_branch {
+                fetch_into(
+                    &repo,
+                    ctx,
                     source_name,
-                    "parsing the commit",
-                    &e,
-                    "give a full or abbreviated commit id",
-                )
-            })?;
-            repo.find_commit(oid)
-                .or_else(|_| repo.revparse_single(c).and_then(|o| o.peel_to_commit()))
-                .map_err(|e| {
-                    git_err(
-                        source_name,
-                        &format!("commit `{c}` does not exist in `{wanted}`"),
-                        &e,
-                        "check the commit id, and name the reference that contains it (`#refs/heads/BRANCH#COMMIT`)",
-                    )
-                })?
+                    &ALL_REFSPECS,
+                    "every branch and tag",
+                )?;
+                found = find_commit(&repo, c);
+            }
+            found.ok_or_else(|| SourceError::Git {
+                source_name: source_name.to_string(),
+                message: if ctx.options.single_branch {
+                    format!("commit `{c}` does not exist in `{wanted}`")
+                } else {
+                    format!("commit `{c}` does not exist in any branch or tag of the repository")
+                },
+                hint: "check the commit id, and name the reference that contains it (`#refs/heads/BRANCH#COMMIT`)",
+            })?
         }
         None => fetched,
     };
-    let _ = repo
-        .find_reference("refs/gantry/wanted")
-        .and_then(|mut r| r.delete());
+    remove_gantry_refs(&repo);
     repo.checkout_tree(commit.as_object(), Some(CheckoutBuilder::new().force()))
         .and_then(|()| repo.set_head_detached(commit.id()))
         .map_err(|e| {
@@ -316,7 +339,39 @@ pub fn clone(ctx: &GitContext, dest: &Path, source_name: &str) -> Result<(), Sou
     Ok(())
 }
 
-fn fetch_into(repo: &Repository, ctx: &GitContext, source_name: &str) -> Result<(), SourceError> {
+/// The commit `c` names (a full or abbreviated id), if the repository has it.
+fn find_commit<'r>(repo: &'r Repository, c: &str) -> Option<git2::Commit<'r>> {
+    Oid::from_str(c)
+        .and_then(|oid| repo.find_commit(oid))
+        .or_else(|_| repo.revparse_single(c).and_then(|o| o.peel_to_commit()))
+        .ok()
+}
+
+/// Drops the references this module fetched into, so the context's `.git` holds only the
+/// detached checkout.
+fn remove_gantry_refs(repo: &Repository) {
+    let Ok(refs) = repo.references_glob("refs/gantry/*") else {
+        return;
+    };
+    let names: Vec<String> = refs
+        .flatten()
+        .filter_map(|r| r.name().ok().map(str::to_string))
+        .collect();
+    for name in names {
+        if let Ok(mut r) = repo.find_reference(&name) {
+            let _ = r.delete();
+        }
+    }
+}
+
+/// Fetches `refspecs` from the context's URL; `what` names them in messages.
+fn fetch_into(
+    repo: &Repository,
+    ctx: &GitContext,
+    source_name: &str,
+    refspecs: &[&str],
+    what: &str,
+) -> Result<(), SourceError> {
     let host = url::Url::parse(&ctx.url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
@@ -332,23 +387,24 @@ fn fetch_into(repo: &Repository, ctx: &GitContext, source_name: &str) -> Result<
             "check the repository URL",
         )
     })?;
-    let (refspec, wanted) = ctx.refspec();
-    remote.fetch(&[refspec.as_str()], Some(&mut opts), None).map_err(|e| {
+    tracing::debug!(context = %source_name, url = %ctx.url, ?refspecs, "fetching");
+    remote.fetch(refspecs, Some(&mut opts), None).map_err(|e| {
+        let auth = e.code() == git2::ErrorCode::Auth || e.message().contains("authentication");
         let (what, hint) = match e.class() {
-            git2::ErrorClass::Http if e.message().contains("authentication") || e.code() == git2::ErrorCode::Auth => (
+            _ if auth => (
                 "authentication failed".to_string(),
                 "set GIT_TOKEN, or GIT_USERNAME and GIT_PASSWORD, with access to the repository",
             ),
-            _ if e.code() == git2::ErrorCode::Auth || e.message().contains("authentication") => (
-                "authentication failed".to_string(),
-                "set GIT_TOKEN, or GIT_USERNAME and GIT_PASSWORD, with access to the repository",
+            git2::ErrorClass::Http if e.message().contains("404") => (
+                format!("the repository `{}` does not exist", ctx.url),
+                "check the host and path of the repository (`git://HOST/OWNER/REPO.git`)",
             ),
             git2::ErrorClass::Ssl | git2::ErrorClass::Net | git2::ErrorClass::Os => (
                 format!("cannot reach `{}`", ctx.url),
                 "check the address; for a private CA set SSL_CERT_FILE, or pass --git insecure-skip-tls=true",
             ),
             _ => (
-                format!("fetching `{wanted}`"),
+                format!("fetching {what}"),
                 "check that the repository and the branch or reference exist",
             ),
         };

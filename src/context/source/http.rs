@@ -148,12 +148,22 @@ pub(crate) async fn send(
     what: &str,
     denied_hint: &'static str,
 ) -> Result<reqwest::Response, SourceError> {
-    let response = request.send().await.map_err(|e| SourceError::Unreachable {
+    let unreachable = |e: reqwest::Error| SourceError::Unreachable {
         source_name: source_name.to_string(),
         endpoint: endpoint.to_string(),
         message: error_chain(&e),
-    })?;
+    };
+    let (client, request) = request.build_split();
+    let request = request.map_err(unreachable)?;
+    // Credentials go in the Authorization header, or in the body of a token request: a refusal
+    // of an anonymous request means credentials are missing, not that they were wrong.
+    let credentialed = request
+        .headers()
+        .contains_key(reqwest::header::AUTHORIZATION)
+        || request.body().is_some();
+    let response = client.execute(request).await.map_err(unreachable)?;
     let status = response.status();
+    tracing::trace!(context = %source_name, status = status.as_u16(), "answer");
     if status.is_success() {
         return Ok(response);
     }
@@ -164,13 +174,24 @@ pub(crate) async fn send(
         404 => SourceError::NotFound {
             source_name: source_name.to_string(),
             what: match detail.as_str() {
-                d if d.contains("NoSuchBucket") || d.contains("ContainerNotFound") => {
-                    "the bucket".to_string()
-                }
+                d if d.contains("NoSuchBucket") => "the bucket".to_string(),
+                d if d.contains("ContainerNotFound") => "the container".to_string(),
                 _ => what.to_string(),
             },
             status: code,
         },
+        400 | 401 | 403 if credentialed && (code == 401 || credentials_refused(&detail)) => {
+            SourceError::Rejected {
+                source_name: source_name.to_string(),
+                status: code,
+                detail: if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                },
+                hint: denied_hint,
+            }
+        }
         401 | 403 => SourceError::Denied {
             source_name: source_name.to_string(),
             status: code,
@@ -193,6 +214,30 @@ pub(crate) async fn send(
     })
 }
 
+/// Whether a 403's error code says the credentials themselves were refused (an unknown key, a
+/// signature made with the wrong secret, an expired token), as opposed to valid credentials
+/// without access to the object.
+fn credentials_refused(code: &str) -> bool {
+    const CODES: &[&str] = &[
+        // S3
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "InvalidClientTokenId",
+        // Azure Blob
+        "AuthenticationFailed",
+        "InvalidAuthenticationInfo",
+        // OAuth 2.0 token endpoints (Google)
+        "invalid_grant",
+        "invalid_client",
+        "unauthorized_client",
+    ];
+    CODES
+        .iter()
+        .any(|c| code == *c || code.starts_with(&format!("{c}:")))
+}
+
 /// The error code of an S3/Azure XML or GCS JSON error body, or its first line.
 fn error_detail(body: &str) -> String {
     if let Some(start) = body.find("<Code>") {
@@ -203,6 +248,13 @@ fn error_detail(body: &str) -> String {
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
         if let Some(m) = v.pointer("/error/message").and_then(|m| m.as_str()) {
             return m.to_string();
+        }
+        // OAuth 2.0 (RFC 6749 section 5.2): `{"error": "invalid_grant", "error_description": ..}`.
+        if let Some(code) = v.get("error").and_then(|e| e.as_str()) {
+            return match v.get("error_description").and_then(|d| d.as_str()) {
+                Some(d) => format!("{code}: {}", d.replace(['\r', '\n'], " ")),
+                None => code.to_string(),
+            };
         }
     }
     body.lines()
@@ -246,4 +298,40 @@ pub(crate) fn uri_encode(s: &str, keep_slash: bool) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_read_from_xml_google_json_and_oauth_bodies() {
+        let s3 = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code></Error>";
+        assert_eq!(error_detail(s3), "SignatureDoesNotMatch");
+        let gcs = r#"{"error":{"code":404,"message":"No such object: b/o"}}"#;
+        assert_eq!(error_detail(gcs), "No such object: b/o");
+        let oauth = r#"{"error":"invalid_grant","error_description":"Invalid JWT\nSignature."}"#;
+        assert_eq!(error_detail(oauth), "invalid_grant: Invalid JWT Signature.");
+        assert_eq!(error_detail("plain\nsecond line"), "plain");
+    }
+
+    #[test]
+    fn refused_credentials_are_told_from_missing_permissions() {
+        for code in [
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "AuthenticationFailed",
+            "invalid_grant: Invalid JWT Signature.",
+        ] {
+            assert!(credentials_refused(code), "{code}");
+        }
+        for code in [
+            "AccessDenied",
+            "AuthorizationFailure",
+            "invalid_grantee",
+            "",
+        ] {
+            assert!(!credentials_refused(code), "{code}");
+        }
+    }
 }

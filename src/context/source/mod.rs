@@ -104,22 +104,22 @@ pub enum SourceError {
         reason: String,
         hint: &'static str,
     },
-    #[error("context `{source_name}`: cannot {action} `{}`: {source}\nhint: {hint}", path.display())]
+    // The causes below are fields, not `#[source]`s: the message shows them before its `hint:`
+    // line, and `{:#}` would print a source again after the hint.
+    #[error("context `{source_name}`: cannot {action} `{}`: {cause}\nhint: {hint}", path.display())]
     Io {
         source_name: String,
         action: &'static str,
         path: PathBuf,
         hint: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("context `{source_name}`: the archive is not gzip-compressed\nhint: create it with `tar -C DIR -czf context.tar.gz .`")]
     NotGzip { source_name: String },
-    #[error("context `{source_name}`: the archive is corrupt or truncated: {source}\nhint: create it again with `tar -C DIR -czf context.tar.gz .`")]
+    #[error("context `{source_name}`: the archive is corrupt or truncated: {cause}\nhint: create it again with `tar -C DIR -czf context.tar.gz .`")]
     Corrupt {
         source_name: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("context `{source_name}`: archive entry `{entry}` is refused: {reason}\nhint: the archive is malformed or crafted to write outside the context; create it with `tar -C DIR -czf context.tar.gz .`")]
     Refused {
@@ -127,18 +127,24 @@ pub enum SourceError {
         entry: String,
         reason: &'static str,
     },
-    #[error("context `{source_name}`: cannot write archive entry `{entry}`: {source}\nhint: check that the work directory (GANTRY_WORK_DIR) is writable and has free space")]
+    #[error("context `{source_name}`: cannot write archive entry `{entry}`: {cause}\nhint: check that the work directory (GANTRY_WORK_DIR) is writable and has free space")]
     Write {
         source_name: String,
         entry: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("context `{source_name}`: {what} does not exist (the server answered {status})\nhint: check the bucket and object names")]
     NotFound {
         source_name: String,
         what: String,
         status: u16,
+    },
+    #[error("context `{source_name}`: the credentials were rejected (the server answered {status}{detail})\nhint: {hint}")]
+    Rejected {
+        source_name: String,
+        status: u16,
+        detail: String,
+        hint: &'static str,
     },
     #[error("context `{source_name}`: access denied (the server answered {status}{detail})\nhint: {hint}")]
     Denied {
@@ -187,7 +193,7 @@ pub fn fetch(source: &ContextSource, dest_dir: &Path) -> Result<PathBuf, SourceE
         action: "create the context directory",
         path: dest.clone(),
         hint: "check that the work directory (GANTRY_WORK_DIR) is writable",
-        source: e,
+        cause: e,
     })?;
     let result = match source {
         ContextSource::Dir(_) => Ok(()),

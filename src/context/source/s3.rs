@@ -53,6 +53,7 @@ pub fn credentials(source_name: &str) -> Result<Credentials, SourceError> {
         env::var(env::AWS_ACCESS_KEY_ID),
         env::var(env::AWS_SECRET_ACCESS_KEY),
     ) {
+        tracing::debug!(context = %source_name, "using AWS credentials from the environment");
         return Ok(Credentials {
             access_key_id: id,
             secret_access_key: secret,
@@ -82,7 +83,7 @@ pub fn credentials(source_name: &str) -> Result<Credentials, SourceError> {
                 action: "read the AWS credentials file",
                 path: file,
                 hint: "make it readable, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-                source: e,
+                cause: e,
             })
         }
     };
@@ -94,11 +95,14 @@ pub fn credentials(source_name: &str) -> Result<Credentials, SourceError> {
             .map(|(_, v)| v.clone())
     };
     match (get("aws_access_key_id"), get("aws_secret_access_key")) {
-        (Some(id), Some(secret)) => Ok(Credentials {
-            access_key_id: id,
-            secret_access_key: secret,
-            session_token: get("aws_session_token"),
-        }),
+        (Some(id), Some(secret)) => {
+            tracing::debug!(context = %source_name, profile = %profile, file = %file.display(), "using AWS credentials from the shared credentials file");
+            Ok(Credentials {
+                access_key_id: id,
+                secret_access_key: secret,
+                session_token: get("aws_session_token"),
+            })
+        }
         _ => Err(missing()),
     }
 }
@@ -271,6 +275,7 @@ pub fn fetch(o: &S3Object, dest: &Path, source_name: &str) -> Result<(), SourceE
         .collect();
     let name = source_name.to_string();
     let endpoint = format!("{}://{host}", url.scheme());
+    tracing::debug!(context = %source_name, url = %url, region = %region, "downloading the object");
     http::download_and_extract(dest, source_name, move |client| async move {
         let mut req = client.get(url);
         for (k, v) in headers {

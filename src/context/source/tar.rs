@@ -43,7 +43,7 @@ pub fn extract_file(
         action: "open the archive",
         path: path.to_path_buf(),
         hint: "check that the file exists and is readable; paths are relative to the working directory",
-        source: e,
+        cause: e,
     })?;
     extract_gzip(file, dest, source_name)
 }
@@ -81,7 +81,7 @@ pub fn extract_tar<R: Read>(
         action: "open the context directory",
         path: dest.to_path_buf(),
         hint: "check that the work directory (GANTRY_WORK_DIR) is writable",
-        source: e.into(),
+        cause: e.into(),
     })?;
     let mut x = Extractor {
         source_name,
@@ -102,7 +102,7 @@ pub fn extract_tar<R: Read>(
 fn corrupt(source_name: &str, e: io::Error) -> SourceError {
     SourceError::Corrupt {
         source_name: source_name.to_string(),
-        source: e,
+        cause: e,
     }
 }
 
@@ -126,10 +126,10 @@ impl Extractor<'_> {
     fn write_err(&self, entry: &str) -> impl FnOnce(io::Error) -> SourceError {
         let source_name = self.source_name.to_string();
         let entry = entry.to_string();
-        move |source| SourceError::Write {
+        move |cause| SourceError::Write {
             source_name,
             entry,
-            source,
+            cause,
         }
     }
 
