@@ -9,6 +9,7 @@ mod fault_tests;
 mod harness;
 mod hostile_tests;
 mod manifest_tests;
+mod memory_tests;
 mod multiarch_tests;
 mod registry_tests;
 mod rootfs_tests;

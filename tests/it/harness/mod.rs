@@ -217,3 +217,38 @@ pub fn layer_listings(layout: &Path, tag: &str) -> Vec<Vec<String>> {
         .map(|l| l.into_iter().map(|(name, _, _)| name).collect())
         .collect()
 }
+
+/// Exit status, peak RSS in KiB and stderr of a command, measured by GNU time. (wait4's
+/// `ru_maxrss` on a child of this test process is not used: a child forked from the big test
+/// binary can report the parent's resident pages.)
+pub fn peak_rss_kib(cmd: &mut std::process::Command) -> (i32, u64, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rss");
+    let mut timed = std::process::Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(&out)
+        .arg(cmd.get_program());
+    timed.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        timed.current_dir(d);
+    }
+    let o = timed.stdout(std::process::Stdio::null()).output().unwrap();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let kib = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS from /usr/bin/time: {text}"));
+    (
+        o.status.code().unwrap_or(-1),
+        kib,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
