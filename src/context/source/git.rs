@@ -45,10 +45,10 @@ impl GitOptions {
             let (k, v) = raw
                 .split_once('=')
                 .ok_or_else(|| bad("expected key=value".into()))?;
-            let flag = || match v {
-                "true" => Ok(true),
-                "false" => Ok(false),
-                _ => Err(bad(format!("`{v}` is not true or false"))),
+            // kaniko parses these with Go's strconv.ParseBool.
+            let flag = || {
+                crate::cli::go_bool(v)
+                    .map_err(|e| bad(e.lines().next().unwrap_or_default().to_string()))
             };
             match k {
                 "branch" => o.branch = Some(v.to_string()).filter(|b| !b.is_empty()),
@@ -506,6 +506,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown option `depth`"), "{e}");
+    }
+
+    #[test]
+    fn boolean_options_take_go_booleans_as_kaniko_does() {
+        let o = GitOptions::parse(&["single-branch=1,recurse-submodules=T".into()]).unwrap();
+        assert!(o.single_branch && o.recurse_submodules);
+        let o = GitOptions::parse(&["insecure-skip-tls=FALSE".into()]).unwrap();
+        assert!(!o.insecure_skip_tls);
+        let e = GitOptions::parse(&["single-branch=yes".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`yes` is not a boolean"), "{e}");
     }
 
     #[test]

@@ -152,7 +152,19 @@ fn region() -> String {
 /// The object's URL: virtual-hosted on AWS, or on `S3_ENDPOINT` (path-style with
 /// `S3_FORCE_PATH_STYLE=true`).
 pub fn object_url(o: &S3Object, region: &str, source_name: &str) -> Result<url::Url, SourceError> {
-    let path_style = env::var(env::S3_FORCE_PATH_STYLE).is_some_and(|v| v == "true" || v == "1");
+    // Read as kaniko reads its boolean settings (Go's strconv.ParseBool); anything else is an
+    // error, not a quiet virtual-hosted URL.
+    let path_style = match env::var(env::S3_FORCE_PATH_STYLE) {
+        None => false,
+        Some(v) => crate::cli::go_bool(&v).map_err(|e| SourceError::Invalid {
+            source_name: source_name.to_string(),
+            reason: format!(
+                "S3_FORCE_PATH_STYLE: {}",
+                e.lines().next().unwrap_or_default()
+            ),
+            hint: "set S3_FORCE_PATH_STYLE to true or false",
+        })?,
+    };
     let key = uri_encode(&o.key, true);
     let raw = match env::var(env::S3_ENDPOINT) {
         Some(ep) => {

@@ -90,6 +90,21 @@ fn s3_context_from_moto_builds_the_directory_digest() {
         "s3://b/k.tar.gz",
     );
     assert!(e.contains(&format!(": cannot reach `{closed}`: ")), "{e}");
+    // S3_FORCE_PATH_STYLE is a Go boolean, as kaniko reads it: `1` works, `yes` is refused.
+    let go_true = [env[0], env[1], env[2], env[3], ("S3_FORCE_PATH_STYLE", "1")];
+    assert_eq!(digest_of(build(t, "s3", ctx, &[], &go_true)), want);
+    let bad = [
+        env[0],
+        env[1],
+        env[2],
+        env[3],
+        ("S3_FORCE_PATH_STYLE", "yes"),
+    ];
+    let e = one_error(build(t, "s3", ctx, &[], &bad), ctx);
+    assert!(
+        e.contains("S3_FORCE_PATH_STYLE: `yes` is not a boolean"),
+        "{e}"
+    );
 }
 
 /// The region and access key id of the signed GETs of `key` that moto recorded, in order.
