@@ -18,7 +18,7 @@
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -139,6 +139,8 @@ pub struct Hit {
     pub fault: Option<Fault>,
     /// When the request arrived.
     pub at: Instant,
+    /// The order in which the proxy read the request's head and chose its fault.
+    order: u64,
     /// From arrival until the client saw the status (throttled transfers: until the last byte).
     pub took: Duration,
 }
@@ -147,6 +149,8 @@ struct State {
     upstream: String,
     rules: Mutex<Vec<Rule>>,
     hits: Mutex<Vec<Hit>>,
+    /// Counts requests as their faults are chosen, under the `rules` lock.
+    next: AtomicU64,
 }
 
 pub struct FaultProxy {
@@ -166,6 +170,7 @@ impl FaultProxy {
             upstream: upstream.to_string(),
             rules: Mutex::new(rules),
             hits: Mutex::new(Vec::new()),
+            next: AtomicU64::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (state2, stop2) = (state.clone(), stop.clone());
@@ -190,9 +195,12 @@ impl FaultProxy {
         }
     }
 
-    /// Every request so far, in arrival order.
+    /// Every request so far, in arrival order (a request is logged when it ends, so the log
+    /// itself is in order of completion).
     pub fn hits(&self) -> Vec<Hit> {
-        lock(&self.state.hits).clone()
+        let mut hits = lock(&self.state.hits).clone();
+        hits.sort_by_key(|h| h.order);
+        hits
     }
 
     /// The requests that got a fault.
@@ -419,8 +427,11 @@ fn answer_with(
     client.flush()
 }
 
-fn pick_fault(state: &State, method: &str, target: &str) -> Option<Fault> {
+/// Chooses the fault for a request and numbers it, both under one lock, so that the first
+/// request to be numbered is the one the first firing of a rule applied to.
+fn pick_fault(state: &State, method: &str, target: &str) -> (Option<Fault>, u64) {
     let mut rules = lock(&state.rules);
+    let order = state.next.fetch_add(1, Ordering::SeqCst);
     let mut chosen = None;
     for rule in rules.iter_mut() {
         if !rule.matches(method, target) {
@@ -432,7 +443,7 @@ fn pick_fault(state: &State, method: &str, target: &str) -> Option<Fault> {
             chosen = Some(rule.fault.clone());
         }
     }
-    chosen
+    (chosen, order)
 }
 
 /// Removes the `mount` and `from` query parameters of a target.
@@ -461,7 +472,7 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
     let version = parts.next().unwrap_or("HTTP/1.1").to_string();
-    let fault = pick_fault(state, &method, &target);
+    let (fault, order) = pick_fault(state, &method, &target);
     let log = |status: u16| {
         lock(&state.hits).push(Hit {
             method: method.clone(),
@@ -469,6 +480,7 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
             status,
             fault: fault.clone(),
             at: arrived,
+            order,
             took: arrived.elapsed(),
         });
     };
@@ -556,17 +568,14 @@ fn handle(mut client: TcpStream, state: &State) -> io::Result<()> {
     }
     if let Some(Fault::SlowDownload { chunk, every }) = &fault {
         let mut paced = Paced::new(&mut client, *chunk, *every);
-        match resp.framing() {
-            Framing::None => {
-                io::copy(&mut up_reader, &mut paced)?;
-            }
-            framing => {
-                copy_body(&mut up_reader, &mut paced, framing, None)?;
-            }
-        }
-        client.flush()?;
+        let copied = match resp.framing() {
+            Framing::None => io::copy(&mut up_reader, &mut paced).map(drop),
+            framing => copy_body(&mut up_reader, &mut paced, framing, None).map(drop),
+        };
+        // Logged even when the client went away mid-transfer: the request was made.
         log(status);
-        return Ok(());
+        copied?;
+        return client.flush();
     }
     log(status);
     if method != "HEAD" {
@@ -670,6 +679,7 @@ mod tests {
             .nth(2)
             .times(2)]),
             hits: Mutex::new(Vec::new()),
+            next: AtomicU64::new(0),
         };
         let fired: Vec<bool> = [
             ("PUT", "/v2/a/manifests/x"),
@@ -679,7 +689,7 @@ mod tests {
             ("PUT", "/v2/a/manifests/x"),
         ]
         .iter()
-        .map(|(m, t)| pick_fault(&state, m, t).is_some())
+        .map(|(m, t)| pick_fault(&state, m, t).0.is_some())
         .collect();
         assert_eq!(fired, [false, false, true, true, false]);
     }
