@@ -131,9 +131,16 @@ async fn run_uncached(
     };
     let count = entries.len();
     let compression = b.layer_compression(crate::build::cache::Cached::Run);
+    let progress = crate::report::Progress::bytes(
+        "writing layer",
+        Some(crate::layer::estimated_tar_size(&entries)),
+    );
     let blob = tokio::task::block_in_place(|| {
-        crate::layer::write_layer_as(&b.blob_dir, entries, &opts, compression)
+        crate::layer::write_layer_with_progress(&b.blob_dir, entries, &opts, compression, &|n| {
+            progress.inc(n)
+        })
     })?;
+    progress.finish("");
     info!(
         "layer {} ({} entries, {}) from RUN",
         crate::build::executor::short_digest(&blob.digest),
