@@ -16,7 +16,7 @@ use crate::build::scope::StageScope;
 use crate::build::sources::{self, ItemKind, SourceMatch};
 use crate::dockerfile::{CopyArgs, Instruction, Stage};
 use crate::image::Descriptor;
-use crate::layer::{EntryKind, EntryMeta, LayerEntry, LayerOptions};
+use crate::layer::{EntryKind, EntryMeta, LayerEntry};
 use crate::rootfs::index::clean_path;
 use crate::rootfs::{FsIndex, NodeKind};
 
@@ -451,23 +451,9 @@ async fn write_placement(
     let entries: Vec<LayerEntry> = plan.entries.into_values().collect();
     let mut index = image.index.as_deref().cloned().unwrap_or_default();
     index.apply_entries(&entries);
-    let opts = LayerOptions {
-        media_types: image.media_types,
-        mtime_clamp: b.settings.fixed_time,
-    };
     let count = entries.len();
     let start = std::time::Instant::now();
-    let compression = b.layer_compression(kind);
-    let progress = crate::report::Progress::bytes(
-        "writing layer",
-        Some(crate::layer::estimated_tar_size(&entries)),
-    );
-    let blob = tokio::task::block_in_place(|| {
-        crate::layer::write_layer_with_progress(&b.blob_dir, entries, &opts, compression, &|n| {
-            progress.inc(n)
-        })
-    })?;
-    progress.finish("");
+    let blob = b.write_step_layer(image, entries, kind)?;
     tracing::info!(
         "layer {} ({} entries, {}) written in {:.2?}",
         crate::build::executor::short_digest(&blob.digest),

@@ -74,6 +74,37 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Writes `entries` as the layer of a `kind` step of `image`: the image's media types, the
+    /// build's mtime clamp, the compression that kind's layers take, and a "writing layer"
+    /// progress indicator; off the runtime's worker threads.
+    pub(crate) fn write_step_layer(
+        &self,
+        image: &StageImage,
+        entries: Vec<crate::layer::LayerEntry>,
+        kind: crate::build::cache::Cached,
+    ) -> std::result::Result<crate::layer::LayerBlob, crate::layer::LayerError> {
+        let opts = crate::layer::LayerOptions {
+            media_types: image.media_types,
+            mtime_clamp: self.settings.fixed_time,
+        };
+        let compression = self.layer_compression(kind);
+        let progress = crate::report::Progress::bytes(
+            "writing layer",
+            Some(crate::layer::estimated_tar_size(&entries)),
+        );
+        let blob = tokio::task::block_in_place(|| {
+            crate::layer::write_layer_with_progress(
+                &self.blob_dir,
+                entries,
+                &opts,
+                compression,
+                &|n| progress.inc(n),
+            )
+        })?;
+        progress.finish("");
+        Ok(blob)
+    }
+
     /// Opens the context, reads and parses the Dockerfile, and prepares a work directory.
     pub fn new(settings: BuildSettings, client: Client) -> Result<Builder> {
         std::fs::create_dir_all(&settings.work_dir).with_context(|| {

@@ -17,7 +17,7 @@ use crate::build::instructions::DEFAULT_SHELL;
 use crate::build::scope::StageScope;
 use crate::dockerfile::{CommandForm, Instruction, RunArgs};
 use crate::image::Descriptor;
-use crate::layer::{EntryKind, LayerEntry, LayerOptions};
+use crate::layer::{EntryKind, LayerEntry};
 use crate::rootfs::privileged::{Privileged, Real};
 use crate::rootfs::sandbox::{self, Isolation, RunSpec};
 use crate::rootfs::snapshot::diff_upper;
@@ -125,22 +125,8 @@ async fn run_uncached(
     if let Some(idx) = index.as_mut() {
         idx.apply_entries(&entries);
     }
-    let opts = LayerOptions {
-        media_types: image.media_types,
-        mtime_clamp: b.settings.fixed_time,
-    };
     let count = entries.len();
-    let compression = b.layer_compression(crate::build::cache::Cached::Run);
-    let progress = crate::report::Progress::bytes(
-        "writing layer",
-        Some(crate::layer::estimated_tar_size(&entries)),
-    );
-    let blob = tokio::task::block_in_place(|| {
-        crate::layer::write_layer_with_progress(&b.blob_dir, entries, &opts, compression, &|n| {
-            progress.inc(n)
-        })
-    })?;
-    progress.finish("");
+    let blob = b.write_step_layer(image, entries, crate::build::cache::Cached::Run)?;
     info!(
         "layer {} ({} entries, {}) from RUN",
         crate::build::executor::short_digest(&blob.digest),
