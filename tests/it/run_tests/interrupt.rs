@@ -290,8 +290,8 @@ fn sigterm_during_pull_stops_and_cleans_up() {
     dirs.assert_clean();
     // The proxy logs a throttled download when its copy ends, which for a client that went
     // away is the first write that fails after the close: give it a moment.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while proxy.matching("GET", &layer).is_empty() && std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.matching("GET", &layer).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
